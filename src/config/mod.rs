@@ -1,0 +1,1 @@
+//! Configuration: TOML text in, validated values out (being written).

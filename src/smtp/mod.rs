@@ -1,0 +1,1 @@
+//! The SMTP protocol machine: bytes in, replies and events out (being written).
