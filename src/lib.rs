@@ -1,8 +1,17 @@
 //! postern: an SMTP edge relay built thread-per-core on io_uring.
 //!
-//! The crate is laid out along the architecture in DESIGN.md: `config` turns text into validated
-//! values, `smtp` is the pure protocol machine, `shard` owns the glommio data plane, `control`
-//! owns the tokio control thread, and `cli` wires them into the `postern` binary.
+//! The crate follows the architecture in DESIGN.md: `config` turns text into validated values,
+//! `smtp` is the pure protocol machine (bytes in, replies and events out), `shard` owns the
+//! glommio data plane (listeners, sessions, storage), `control` owns the tokio control thread,
+//! `serve` wires them together at start-up, and `cli` is the `postern` command line.
 
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod fatal;
+pub mod listener;
+pub mod logging;
+pub mod serve;
+pub mod shard;
 pub mod smtp;
+pub mod time;

@@ -1,0 +1,134 @@
+//! The control thread: one OS thread running a small current-thread tokio runtime.
+//!
+//! It owns what is not on the hot path and what only exists for tokio: signal handling today;
+//! the admin API, metrics, DNS and message authentication as they arrive. Shards reach it only
+//! through the channels in `shard::link`. It must never be needed to accept or store a message,
+//! so a slow control thread can delay administration but never mail.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::fatal::Fatal;
+use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
+
+/// A running control thread.
+pub struct Control {
+    thread: JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Control {
+    /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
+    /// `shutdown_timeout`; a second signal shortens the deadline to now.
+    pub fn start(link: ControlLink, shutdown_timeout: Duration) -> Result<Control, Fatal> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| Fatal::internal(format!("cannot build the control runtime: {error}")))?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+
+        // Signal handlers are installed here, before any shard exists, so that a SIGTERM
+        // arriving during start-up is not lost to the default action.
+        let signals = runtime.block_on(async { Signals::install() })?;
+
+        let thread = std::thread::Builder::new()
+            .name("postern-control".into())
+            .spawn(move || {
+                runtime.block_on(run(link, signals, shutdown_timeout, stop_rx));
+            })
+            .map_err(|error| Fatal::internal(format!("cannot start the control thread: {error}")))?;
+
+        Ok(Control {
+            thread,
+            stop: stop_tx,
+        })
+    }
+
+    /// Stops the control thread after the shards have finished, and waits for it.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            warn!("the control thread panicked while stopping");
+        }
+    }
+}
+
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, Fatal> {
+        let install = |kind| {
+            signal(kind).map_err(|error| {
+                Fatal::internal(format!("cannot install a signal handler: {error}"))
+            })
+        };
+        Ok(Signals {
+            terminate: install(SignalKind::terminate())?,
+            interrupt: install(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+async fn run(
+    link: ControlLink,
+    mut signals: Signals,
+    shutdown_timeout: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut shutdown_requested = false;
+    loop {
+        tokio::select! {
+            request = link.requests.recv_async() => match request {
+                Ok(request) => answer(request),
+                Err(_) => break,
+            },
+            name = signals.next() => {
+                let deadline = if shutdown_requested {
+                    info!(signal = name, "second signal: sessions are closed now");
+                    Instant::now()
+                } else {
+                    info!(
+                        signal = name,
+                        grace = ?shutdown_timeout,
+                        "shutting down: no new connections; sessions may finish within the grace"
+                    );
+                    Instant::now() + shutdown_timeout
+                };
+                shutdown_requested = true;
+                broadcast(&link, ShardCommand::Shutdown { deadline });
+            }
+            _ = &mut stop => break,
+        }
+    }
+}
+
+fn answer(request: ControlRequest) {
+    match request {
+        ControlRequest::Ping { shard, reply } => {
+            tracing::trace!(shard, "ping from shard");
+            let _ = reply.send(ControlReply::Pong);
+        }
+    }
+}
+
+fn broadcast(link: &ControlLink, command: ShardCommand) {
+    for (shard, sender) in link.shards.iter().enumerate() {
+        // A shard that already exited has dropped its receiver; nothing is left to tell it.
+        if sender.try_send(command).is_err() {
+            tracing::debug!(shard, "shard did not take the command (already stopped or busy)");
+        }
+    }
+}

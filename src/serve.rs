@@ -1,0 +1,125 @@
+//! `postern serve`: from a validated configuration to running shards, and back to exit.
+//!
+//! Start-up does everything that can fail before the first connection is accepted: it resolves
+//! the shard count, checks the memlock limit, prepares and probes the spool, binds every
+//! listener, and starts the control thread and the shards. Each failure stops the process with
+//! the exit code and fix named in `fatal`. Once running, the process ends when the control
+//! thread, on a signal, has told every shard to drain.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::sys::resource::{getrlimit, Resource};
+use tracing::info;
+
+use crate::config::Config;
+use crate::control::Control;
+use crate::fatal::{ExitReason, Fatal};
+use crate::listener;
+use crate::shard::{self, link, ShardSpec, Shards};
+
+/// Runs the relay until it is told to stop.
+pub fn serve(config: Config) -> Result<(), Fatal> {
+    let config = Arc::new(config);
+    info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
+    info!("effective configuration: {}", config.describe());
+
+    let cpus = shard::online_cpus()?;
+    let shard_count = match config.server.shards {
+        0 => cpus.len(),
+        configured => configured,
+    };
+    if shard_count > cpus.len() {
+        tracing::warn!(
+            shards = shard_count,
+            cores = cpus.len(),
+            "more shards than cores: shards will share cores, which costs latency"
+        );
+    }
+    let shard_cpus: Vec<usize> = (0..shard_count).map(|i| cpus[i % cpus.len()]).collect();
+
+    check_memlock(shard_count)?;
+    prepare_spool(&config.server.spool, shard_count)?;
+    let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
+
+    let (control_link, shard_links) = link::links(shard_count);
+    let control = Control::start(control_link, config.server.shutdown_timeout)?;
+
+    let specs = shard_links
+        .into_iter()
+        .zip(&shard_cpus)
+        .map(|(link, &cpu)| ShardSpec {
+            index: link.shard,
+            cpu,
+            listeners: bound
+                .iter_mut()
+                .map(|listener| listener.per_shard.remove(0))
+                .collect(),
+            link,
+        })
+        .collect();
+    let shards = match Shards::start(Arc::clone(&config), specs) {
+        Ok(shards) => shards,
+        Err(fatal) => {
+            control.stop();
+            return Err(fatal);
+        }
+    };
+
+    for listener in &bound {
+        info!(address = %listener.address, "listening");
+    }
+    info!(shards = shard_count, cpus = ?shard_cpus, "postern ready");
+
+    shards.join();
+    control.stop();
+    info!("postern stopped");
+    Ok(())
+}
+
+/// io_uring registers each shard's I/O memory as locked memory. Root normally holds
+/// CAP_IPC_LOCK and is exempt; for others a too-small limit fails obscurely inside the kernel,
+/// so it is checked here with a clear fix.
+fn check_memlock(shards: usize) -> Result<(), Fatal> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let needed = (shards * shard::IO_MEMORY_BYTES) as u64;
+    let Ok((soft, _hard)) = getrlimit(Resource::RLIMIT_MEMLOCK) else {
+        return Ok(());
+    };
+    if soft < needed {
+        return Err(Fatal::new(
+            ExitReason::MemlockTooLow,
+            format!("the memlock limit is {soft} bytes; {shards} shards need {needed}"),
+            "raise it (`ulimit -l`, or LimitMEMLOCK= in the systemd unit), or lower server.shards",
+        ));
+    }
+    Ok(())
+}
+
+/// Creates each shard's store directory and proves it takes a synced write.
+fn prepare_spool(spool: &Path, shards: usize) -> Result<(), Fatal> {
+    for index in 0..shards {
+        let directory = shard::store_directory(spool, index);
+        probe_directory(&directory).map_err(|error| {
+            Fatal::new(
+                ExitReason::SpoolNotWritable,
+                format!("the spool directory {} is not writable: {error}", directory.display()),
+                "create it, give this user write permission, or point `server.spool` elsewhere",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn probe_directory(directory: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(directory)?;
+    let probe = directory.join(".write-probe");
+    let mut file = fs::File::create(&probe)?;
+    file.write_all(b"postern")?;
+    file.sync_all()?;
+    fs::remove_file(&probe)
+}

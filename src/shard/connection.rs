@@ -1,0 +1,312 @@
+//! The thin I/O loop that drives one SMTP session on a shard.
+//!
+//! All protocol decisions live in `smtp::Session`; this loop only moves bytes: it reads with the
+//! timeout of the session's current phase (RFC 5321 §4.5.3.2), feeds the session, streams body
+//! bytes into the store, waits for durability before the session may say `250`, and writes the
+//! replies once the input is drained, which is what makes pipelining cheap. It never blocks the
+//! shard: every wait is an io_uring operation or a timer, and every wait is bounded.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_lite::future;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use nix::sys::socket::MsgFlags;
+use tracing::{debug, info, warn};
+
+use super::store::MessageWriter;
+use super::ShardContext;
+use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
+use crate::time::rfc5322_date;
+
+/// Bytes read from the socket at a time. Pipelined commands and body chunks both fit; a
+/// larger buffer saves few syscalls and costs memory on every idle session.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How the session ended, for the shard's counters and the debug log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Closed,
+    ClientGone,
+    TimedOut,
+    ShutDown,
+    IoError,
+}
+
+/// What one wait for input produced.
+enum Input {
+    Bytes(usize),
+    Eof,
+    TimedOut,
+    ShutDown,
+    Failed(io::Error),
+}
+
+/// Runs one session to its end. Errors are logged here; the caller only counts.
+pub async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, session_id: u64) {
+    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(peer), Ok(local)) => (peer, local),
+        _ => return, // The client left between accept and here.
+    };
+    let _ = stream.set_nodelay(true);
+
+    let mut driver = Driver {
+        session: Session::new(session_params(&context, peer, local)),
+        context,
+        message: None,
+        message_failed: false,
+        queue_id: String::new(),
+        messages_accepted: 0,
+    };
+    let ending = driver.run(&mut stream).await;
+
+    if let Some(message) = driver.message.take() {
+        message.abort().await;
+    }
+    debug!(
+        session = session_id,
+        ?ending,
+        messages = driver.messages_accepted,
+        "session closed"
+    );
+}
+
+fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -> SessionParams {
+    SessionParams {
+        hostname: Arc::clone(&context.hostname),
+        peer,
+        local,
+        limits: context.limits.clone(),
+        relay_allowed: context.relay_allowed(peer.ip()),
+        local_domains: context.local_domains.clone(),
+        starttls_available: false,
+        tls_active: false,
+    }
+}
+
+struct Driver {
+    session: Session,
+    context: Rc<ShardContext>,
+    message: Option<MessageWriter>,
+    /// The store failed mid-body: later chunks of that message are dropped and its end of data
+    /// is answered with a temporary failure.
+    message_failed: bool,
+    queue_id: String,
+    messages_accepted: u64,
+}
+
+impl Driver {
+    async fn run(&mut self, stream: &mut TcpStream) -> Ending {
+        if self.client_talked_first(stream).await {
+            self.session.refuse_early_talker();
+            self.context.counters.early_talkers.set(self.context.counters.early_talkers.get() + 1);
+            let _ = self.flush(stream).await;
+            return Ending::Closed;
+        }
+        self.session.greet();
+        if self.flush(stream).await.is_err() {
+            return Ending::IoError;
+        }
+
+        let mut input = vec![0u8; READ_BUFFER_BYTES];
+        let mut body = Vec::new();
+        loop {
+            let length = match self.read(stream, &mut input).await {
+                Input::Bytes(length) => length,
+                Input::Eof => return Ending::ClientGone,
+                Input::Failed(error) => {
+                    debug!(%error, "read failed");
+                    return Ending::IoError;
+                }
+                Input::TimedOut => {
+                    self.session.timed_out();
+                    let _ = self.flush(stream).await;
+                    return Ending::TimedOut;
+                }
+                Input::ShutDown => {
+                    self.session.shutting_down();
+                    let _ = self.flush(stream).await;
+                    return Ending::ShutDown;
+                }
+            };
+
+            match self.process(&input[..length], &mut body).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = self.flush(stream).await;
+                    return Ending::Closed;
+                }
+                Err(error) => {
+                    warn!(%error, "storing a message failed; the client was told to retry");
+                    let _ = self.flush(stream).await;
+                    return Ending::IoError;
+                }
+            }
+            if self.flush(stream).await.is_err() {
+                return Ending::IoError;
+            }
+        }
+    }
+
+    /// Feeds one read's worth of input through the session, acting on each event in order.
+    /// Returns false when the session wants the connection closed.
+    async fn process(&mut self, input: &[u8], body: &mut Vec<u8>) -> io::Result<bool> {
+        let mut position = 0;
+        loop {
+            let (consumed, event) = self.session.feed(&input[position..], body);
+            position += consumed;
+            if !body.is_empty() {
+                self.append_body(body).await;
+            }
+
+            match event {
+                Event::NeedInput => return Ok(true),
+                Event::Close => return Ok(false),
+                Event::MessageBegin => self.begin_message(),
+                Event::MessageComplete => self.commit_message().await,
+                Event::MessageAborted => {
+                    if let Some(message) = self.message.take() {
+                        message.abort().await;
+                    }
+                }
+                Event::StartTls => {
+                    // LIMITATION(L1): TLS is not built yet, so the session is never told that
+                    // STARTTLS is available and cannot ask for it.
+                    warn!("the session asked for TLS, which this build does not offer; closing");
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    fn begin_message(&mut self) {
+        let store = &self.context.store;
+        self.queue_id = store.next_queue_id();
+        self.message_failed = false;
+        let date = rfc5322_date(SystemTime::now());
+        let received = self.session.received_header(&self.queue_id, &date);
+        self.message = Some(store.begin(&self.queue_id, self.session.envelope(), &received));
+    }
+
+    async fn append_body(&mut self, body: &mut Vec<u8>) {
+        let Some(message) = self.message.as_mut() else {
+            // Without a failed store, body bytes outside a message would be a session bug; either
+            // way they belong to no envelope that can still be acknowledged.
+            debug_assert!(self.message_failed, "body bytes arrived outside a message");
+            body.clear();
+            return;
+        };
+        if let Err(error) = message.append(body).await {
+            // The session keeps receiving; the failure is reported at the end of data, where
+            // SMTP allows a temporary refusal of the whole message.
+            warn!(queue_id = %self.queue_id, %error, "writing a message body failed");
+            self.message_failed = true;
+            if let Some(message) = self.message.take() {
+                message.abort().await;
+            }
+            body.clear();
+        }
+    }
+
+    async fn commit_message(&mut self) {
+        let outcome = match self.message.take() {
+            None => StoreOutcome::TemporaryFailure,
+            Some(message) => match message.commit().await {
+                Ok(()) => StoreOutcome::Stored {
+                    queue_id: self.queue_id.clone(),
+                },
+                Err(error) => store_failure(&self.queue_id, &error),
+            },
+        };
+        if let StoreOutcome::Stored { queue_id } = &outcome {
+            self.messages_accepted += 1;
+            let envelope = self.session.envelope();
+            info!(
+                queue_id = %queue_id,
+                from = %envelope.mail_from,
+                recipients = envelope.rcpt_to.len(),
+                "message accepted"
+            );
+        }
+        self.session.message_stored(outcome);
+    }
+
+    async fn read(&mut self, stream: &mut TcpStream, input: &mut [u8]) -> Input {
+        let phase_timeout = match self.session.phase() {
+            crate::smtp::Phase::Command => self.context.command_timeout,
+            crate::smtp::Phase::Data => self.context.data_timeout,
+        };
+        let read = async {
+            match glommio::timer::timeout(phase_timeout, async {
+                stream.read(input).await.map_err(glommio::GlommioError::from)
+            })
+            .await
+            {
+                Ok(0) => Input::Eof,
+                Ok(length) => Input::Bytes(length),
+                Err(glommio::GlommioError::TimedOut(_)) => Input::TimedOut,
+                Err(error) => Input::Failed(io::Error::from(error)),
+            }
+        };
+        let shutdown = async {
+            self.context.wait_for_session_deadline().await;
+            Input::ShutDown
+        };
+        future::or(read, shutdown).await
+    }
+
+    /// Writes everything the session has queued, bounded by the command timeout so a client
+    /// that stops reading cannot hold the session forever.
+    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        let output = self.session.output();
+        if output.is_empty() {
+            return Ok(());
+        }
+        let length = output.len();
+        let written = glommio::timer::timeout(self.context.command_timeout, async {
+            stream.write_all(output).await.map_err(glommio::GlommioError::from)
+        })
+        .await;
+        self.session.consume_output(length);
+        written.map_err(io::Error::from)
+    }
+
+    /// Waits the configured greeting delay, then looks (without consuming) whether the client
+    /// has already sent something. RFC 5321 §3.1: the client must wait for the greeting.
+    async fn client_talked_first(&self, stream: &TcpStream) -> bool {
+        let delay = self.context.greeting_delay;
+        if !delay.is_zero() {
+            let shutdown = async {
+                self.context.wait_for_session_deadline().await;
+            };
+            future::or(glommio::timer::sleep(delay), shutdown).await;
+        }
+        let mut probe = [0u8; 1];
+        let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+        matches!(nix::sys::socket::recv(stream.as_raw_fd(), &mut probe, flags), Ok(n) if n > 0)
+    }
+}
+
+fn store_failure(queue_id: &str, error: &io::Error) -> StoreOutcome {
+    if error.raw_os_error() == Some(libc::ENOSPC) || error.raw_os_error() == Some(libc::EDQUOT) {
+        warn!(%queue_id, %error, "spool full: message refused with 452, nothing was acknowledged");
+        StoreOutcome::InsufficientStorage
+    } else {
+        warn!(%queue_id, %error, "spool write failed: message refused with 451");
+        StoreOutcome::TemporaryFailure
+    }
+}
+
+/// Writes the over-limit reply without waiting: the socket is fresh, so its send buffer has room,
+/// and a client that does not read does not deserve a task.
+pub fn refuse_over_limit(stream: &TcpStream, reply: &[u8]) {
+    let _ = nix::sys::socket::send(stream.as_raw_fd(), reply, MsgFlags::MSG_DONTWAIT);
+}
+
+/// How long a shard waits for sessions to write their `421` after the deadline.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,112 @@
+//! The channels between the shards and the control thread, and the messages they carry.
+//!
+//! Shards never share memory with the control thread; they exchange these messages over bounded
+//! flume channels, which both glommio (shards) and tokio (control) can await. A full channel
+//! makes the sender wait rather than grow memory. This module owns the channel types so that
+//! neither side needs to know the other's runtime.
+
+use std::time::{Duration, Instant};
+
+/// How many requests a shard may have queued at the control thread before it waits.
+pub const CONTROL_REQUESTS_MAX: usize = 1024;
+
+/// How many commands may wait for one shard.
+pub const SHARD_COMMANDS_MAX: usize = 16;
+
+/// What the control thread asks a shard to do.
+#[derive(Debug, Clone, Copy)]
+pub enum ShardCommand {
+    /// Stop accepting; sessions may finish until `deadline`, then they are told `421 4.3.2`.
+    Shutdown { deadline: Instant },
+}
+
+/// What a shard asks the control thread. Every request carries its own reply channel.
+#[derive(Debug)]
+pub enum ControlRequest {
+    /// Liveness round trip; a shard sends it once at start-up to prove the path works.
+    Ping {
+        shard: usize,
+        reply: flume::Sender<ControlReply>,
+    },
+}
+
+/// The control thread's answer to a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlReply {
+    Pong,
+}
+
+/// The shard's side of its link: commands in, requests out.
+pub struct ShardLink {
+    pub shard: usize,
+    pub commands: flume::Receiver<ShardCommand>,
+    pub control: ControlClient,
+}
+
+/// The control thread's side: one command sender per shard, one request receiver for all.
+pub struct ControlLink {
+    pub shards: Vec<flume::Sender<ShardCommand>>,
+    pub requests: flume::Receiver<ControlRequest>,
+}
+
+/// Makes the channels for `shards` shards.
+pub fn links(shards: usize) -> (ControlLink, Vec<ShardLink>) {
+    let (request_tx, request_rx) = flume::bounded(CONTROL_REQUESTS_MAX);
+    let mut shard_links = Vec::with_capacity(shards);
+    let mut command_senders = Vec::with_capacity(shards);
+
+    for shard in 0..shards {
+        let (command_tx, command_rx) = flume::bounded(SHARD_COMMANDS_MAX);
+        command_senders.push(command_tx);
+        shard_links.push(ShardLink {
+            shard,
+            commands: command_rx,
+            control: ControlClient {
+                requests: request_tx.clone(),
+            },
+        });
+    }
+
+    let control = ControlLink {
+        shards: command_senders,
+        requests: request_rx,
+    };
+    (control, shard_links)
+}
+
+/// A shard's handle for asking the control thread things.
+#[derive(Clone)]
+pub struct ControlClient {
+    requests: flume::Sender<ControlRequest>,
+}
+
+/// The control thread is gone or did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the control thread did not answer")]
+pub struct ControlUnavailable;
+
+impl ControlClient {
+    /// Sends a liveness ping and waits for the answer, at most `patience`.
+    pub async fn ping(&self, shard: usize, patience: Duration) -> Result<(), ControlUnavailable> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        self.requests
+            .send_async(ControlRequest::Ping {
+                shard,
+                reply: reply_tx,
+            })
+            .await
+            .map_err(|_| ControlUnavailable)?;
+
+        let answer = glommio::timer::timeout(patience, async {
+            reply_rx
+                .recv_async()
+                .await
+                .map_err(|error| glommio::GlommioError::IoError(std::io::Error::other(error)))
+        })
+        .await;
+        match answer {
+            Ok(ControlReply::Pong) => Ok(()),
+            Err(_) => Err(ControlUnavailable),
+        }
+    }
+}

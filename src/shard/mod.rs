@@ -1,0 +1,357 @@
+//! The data plane: one pinned glommio executor per core, each owning its sessions and store.
+//!
+//! This module is the only place that knows glommio. A shard is started with its own listening
+//! sockets (already bound by `listener`), its own store directory and its link to the control
+//! thread; from then on it shares nothing mutable with any other thread. Shutdown is a command
+//! from the control thread: stop accepting, let sessions finish until the deadline, then tell the
+//! rest `421 4.3.2` and stop.
+
+pub mod connection;
+pub mod link;
+mod store;
+
+use std::cell::Cell;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{IntoRawFd, OwnedFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{debug, error, info, warn, Instrument};
+
+use crate::config::{BareLineEndings, Config};
+use crate::fatal::{ExitReason, Fatal};
+use crate::smtp::{self, Limits};
+use link::ShardLink;
+pub use store::store_directory;
+use store::MessageStore;
+
+/// Memory each shard registers with io_uring for storage I/O. Small on purpose: it is locked
+/// memory (RLIMIT_MEMLOCK), and the interim store writes through the page cache anyway.
+pub const IO_MEMORY_BYTES: usize = 512 * 1024;
+
+/// How long a shard waits for the control thread's start-up ping before it warns.
+const CONTROL_PING_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How often a stopping shard checks whether its sessions are gone.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Pause after a failed accept (descriptor exhaustion, mostly), so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// The cores this process may run on, in order. Shard `i` is pinned to the `i`-th (modulo).
+pub fn online_cpus() -> Result<Vec<usize>, Fatal> {
+    let cpus = glommio::CpuSet::online()
+        .map_err(|error| Fatal::internal(format!("cannot read the CPU topology: {error}")))?;
+    let mut cpus: Vec<usize> = cpus.iter().map(|location| location.cpu).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    if cpus.is_empty() {
+        return Err(Fatal::internal("no online CPU found"));
+    }
+    Ok(cpus)
+}
+
+/// What one shard needs to start.
+pub struct ShardSpec {
+    pub index: usize,
+    pub cpu: usize,
+    /// This shard's listening sockets, one per configured listener.
+    pub listeners: Vec<OwnedFd>,
+    pub link: ShardLink,
+}
+
+/// The running shards.
+pub struct Shards {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Shards {
+    /// Starts every shard and waits until each is serving, or returns the first failure (the
+    /// shards already started then stop when their link closes).
+    pub fn start(config: Arc<Config>, specs: Vec<ShardSpec>) -> Result<Shards, Fatal> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::with_capacity(specs.len());
+        let count = specs.len();
+
+        for spec in specs {
+            let config = Arc::clone(&config);
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("postern-shard-{}", spec.index))
+                .spawn(move || run_shard(spec, config, ready))
+                .map_err(|error| Fatal::internal(format!("cannot start a shard: {error}")))?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+
+        for _ in 0..count {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(fatal)) => return Err(fatal),
+                Err(_) => return Err(Fatal::internal("a shard stopped during start-up")),
+            }
+        }
+        Ok(Shards { threads })
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn join(self) {
+        for thread in self.threads {
+            if thread.join().is_err() {
+                error!("a shard panicked; its sessions were cut off");
+            }
+        }
+    }
+}
+
+type Ready = std::sync::mpsc::Sender<Result<(), Fatal>>;
+
+fn run_shard(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
+    let executor = LocalExecutorBuilder::new(Placement::Fixed(spec.cpu))
+        .name(&format!("postern-shard-{}", spec.index))
+        .io_memory(IO_MEMORY_BYTES)
+        .make();
+    let executor = match executor {
+        Ok(executor) => executor,
+        Err(error) => {
+            let _ = ready.send(Err(executor_failure(io::Error::from(error))));
+            return;
+        }
+    };
+    let index = spec.index;
+    executor.run(
+        async move { shard_main(spec, config, ready).await }
+            .instrument(tracing::info_span!("shard", shard = index)),
+    );
+}
+
+/// Names the fix for an executor that could not be built.
+fn executor_failure(error: io::Error) -> Fatal {
+    match error.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EPERM) => Fatal::new(
+            ExitReason::IoUringUnavailable,
+            format!("the kernel refused io_uring: {error}"),
+            "use Linux 5.8 or newer with io_uring enabled (sysctl kernel.io_uring_disabled=0)",
+        ),
+        Some(libc::ENOMEM) => Fatal::new(
+            ExitReason::MemlockTooLow,
+            format!("io_uring could not lock its memory: {error}"),
+            "raise the memlock limit (`ulimit -l`, or LimitMEMLOCK= in the systemd unit)",
+        ),
+        _ => Fatal::internal(format!("cannot start a shard executor: {error}")),
+    }
+}
+
+async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
+    let ShardSpec {
+        index,
+        listeners,
+        link,
+        ..
+    } = spec;
+
+    let store = match MessageStore::open(&config.server.spool, index).await {
+        Ok(store) => store,
+        Err(error) => {
+            let _ = ready.send(Err(spool_failure(&config.server.spool, &error)));
+            return;
+        }
+    };
+
+    if link.control.ping(index, CONTROL_PING_PATIENCE).await.is_err() {
+        warn!("the control thread did not answer the start-up ping; shutdown signals may be lost");
+    }
+
+    let (session_deadline_tx, session_deadline_rx) = flume::bounded::<()>(1);
+    let context = Rc::new(ShardContext::new(index, &config, store, session_deadline_rx));
+    let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
+
+    for fd in listeners {
+        // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
+        // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
+        // the descriptor is closed exactly once.
+        let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
+        let accepting = accept_loop(listener, Rc::clone(&context), stop_accepting_rx.clone());
+        glommio::spawn_local(accepting.in_current_span()).detach();
+    }
+    let _ = ready.send(Ok(()));
+    debug!("shard serving");
+
+    let deadline = match link.commands.recv_async().await {
+        Ok(link::ShardCommand::Shutdown { deadline }) => deadline,
+        // The control thread is gone: stop as if told to, with the configured grace.
+        Err(_) => Instant::now() + config.server.shutdown_timeout,
+    };
+
+    drop(stop_accepting_tx);
+    drain(&context, deadline, session_deadline_tx).await;
+    context.counters.log(index);
+}
+
+/// Waits for sessions to finish until `deadline`; then closes the rest with `421 4.3.2`.
+async fn drain(context: &ShardContext, deadline: Instant, session_deadline: flume::Sender<()>) {
+    while context.sessions.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(DRAIN_POLL.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
+    }
+    let remaining = context.sessions.get();
+    if remaining == 0 {
+        return;
+    }
+
+    info!(sessions = remaining, "grace period over: closing the remaining sessions with 421");
+    drop(session_deadline);
+    let give_up = Instant::now() + connection::CLOSE_GRACE;
+    while context.sessions.get() > 0 && Instant::now() < give_up {
+        glommio::timer::sleep(DRAIN_POLL).await;
+    }
+    if context.sessions.get() > 0 {
+        warn!(sessions = context.sessions.get(), "sessions did not close in time; cutting them off");
+    }
+}
+
+fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
+    Fatal::new(
+        ExitReason::SpoolNotWritable,
+        format!("cannot open the spool {}: {error}", spool.display()),
+        "check that `server.spool` exists and is writable by this user, and that its disk is not full",
+    )
+}
+
+async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flume::Receiver<()>) {
+    let address = listener.local_addr().ok();
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            let _ = stop.recv_async().await;
+            None
+        })
+        .await;
+
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                warn!(?address, %error, "accept failed; if it says 'too many open files', raise LimitNOFILE");
+                glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+
+        if context.sessions.get() >= context.sessions_max {
+            connection::refuse_over_limit(&stream, &smtp::too_many_sessions_reply(&context.hostname));
+            context.counters.sessions_refused.set(context.counters.sessions_refused.get() + 1);
+            continue;
+        }
+
+        let session_id = context.next_session_id();
+        let peer = stream.peer_addr().map(|peer| peer.to_string()).unwrap_or_default();
+        let span = tracing::info_span!("session", id = session_id, %peer);
+        context.sessions.set(context.sessions.get() + 1);
+        context.counters.sessions_accepted.set(context.counters.sessions_accepted.get() + 1);
+        let session_context = Rc::clone(&context);
+        let session = async move {
+            connection::serve(stream, Rc::clone(&session_context), session_id).await;
+            session_context.sessions.set(session_context.sessions.get() - 1);
+        };
+        glommio::spawn_local(session.instrument(span)).detach();
+    }
+    debug!(?address, "stopped accepting");
+}
+
+/// Everything a shard's sessions share. Lives on one thread; `Cell`s, not atomics.
+pub(crate) struct ShardContext {
+    pub index: usize,
+    pub hostname: Arc<str>,
+    pub limits: Limits,
+    pub local_domains: Arc<[String]>,
+    allow_networks: Vec<ipnet::IpNet>,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub greeting_delay: Duration,
+    pub sessions_max: usize,
+    pub store: MessageStore,
+    pub counters: Counters,
+    pub sessions: Cell<usize>,
+    session_ids: Cell<u64>,
+    /// Disconnected (never sent on) when the shutdown deadline passes.
+    session_deadline: flume::Receiver<()>,
+}
+
+impl ShardContext {
+    fn new(
+        index: usize,
+        config: &Config,
+        store: MessageStore,
+        session_deadline: flume::Receiver<()>,
+    ) -> ShardContext {
+        let smtp = &config.smtp;
+        ShardContext {
+            index,
+            hostname: Arc::from(config.server.hostname.as_str()),
+            limits: Limits {
+                command_line_max_bytes: smtp.command_line_max_bytes,
+                text_line_max_bytes: smtp.text_line_max_bytes,
+                recipients_max: smtp.recipients_max,
+                message_size_max_bytes: smtp.message_size_max_bytes,
+                bad_commands_max: smtp.bad_commands_max,
+                accept_bare_line_endings: smtp.bare_line_endings == BareLineEndings::Accept,
+            },
+            local_domains: config.relay.local_domains.iter().cloned().collect(),
+            allow_networks: config.relay.allow_networks.clone(),
+            command_timeout: smtp.command_timeout,
+            data_timeout: smtp.data_timeout,
+            greeting_delay: smtp.greeting_delay,
+            sessions_max: config.server.sessions_per_shard_max,
+            store,
+            counters: Counters::default(),
+            sessions: Cell::new(0),
+            session_ids: Cell::new(0),
+            session_deadline,
+        }
+    }
+
+    /// Whether a client at `ip` may relay to any domain (`relay.allow_networks`).
+    pub fn relay_allowed(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allow_networks.iter().any(|network| network.contains(&ip))
+    }
+
+    /// Resolves when sessions must end: the shutdown grace is over.
+    pub async fn wait_for_session_deadline(&self) {
+        let _ = self.session_deadline.recv_async().await;
+    }
+
+    fn next_session_id(&self) -> u64 {
+        let id = self.session_ids.get() + 1;
+        self.session_ids.set(id);
+        // Unique per process: the shard number in the top bits.
+        ((self.index as u64) << 48) | id
+    }
+}
+
+/// Per-shard counters, logged at shutdown (and exported as metrics once the admin API lands).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub sessions_accepted: Cell<u64>,
+    pub sessions_refused: Cell<u64>,
+    pub early_talkers: Cell<u64>,
+}
+
+impl Counters {
+    fn log(&self, shard: usize) {
+        info!(
+            shard,
+            sessions_accepted = self.sessions_accepted.get(),
+            sessions_refused_over_limit = self.sessions_refused.get(),
+            early_talkers = self.early_talkers.get(),
+            "shard stopped"
+        );
+    }
+}
