@@ -135,3 +135,110 @@ pub(crate) fn admin(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::*;
+
+    #[test]
+    fn listener_cross_checks() {
+        let duplicate = r#"
+            [[listener]]
+            address = "127.0.0.1:25"
+            [[listener]]
+            address = "127.0.0.1:0"
+            [[listener]]
+            address = "127.0.0.1:0"
+            [[listener]]
+            address = "127.0.0.1:25"
+            [[route]]
+            domains = ["*"]
+            mx = true
+        "#;
+        assert_eq!(error_keys(duplicate), ["listener[3].address"]);
+        assert_eq!(
+            only_reason(duplicate),
+            "127.0.0.1:25 is already used by listener[0]"
+        );
+
+        let without_tls =
+            format!("{MINIMAL}\n[[listener]]\naddress = \"[::]:465\"\ntls = \"implicit\"\n");
+        assert_eq!(error_keys(&without_tls), ["listener[1].tls"]);
+        assert!(only_reason(&without_tls).contains("no [tls] section"));
+
+        let clear_auth =
+            format!("{MINIMAL}\n[[listener]]\naddress = \"0.0.0.0:587\"\nauth = \"optional\"\n");
+        assert_eq!(error_keys(&clear_auth), ["listener[1].auth"]);
+        let loopback_auth =
+            format!("{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:587\"\nauth = \"required\"\n");
+        assert!(
+            parse_test(&loopback_auth).is_ok(),
+            "loopback AUTH without TLS is allowed"
+        );
+
+        let admin_clash = format!("{MINIMAL}\n[admin]\naddress = \"127.0.0.1:25\"\n");
+        assert_eq!(error_keys(&admin_clash), ["admin.address"]);
+    }
+
+    #[test]
+    fn broken_tls_section_is_not_also_reported_missing() {
+        let text = format!(
+            "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:587\"\ntls = \"starttls\"\n\
+             [tls]\ncertificate = \"/nonexistent/c.pem\"\n"
+        );
+
+        assert_eq!(error_keys(&text), ["tls.certificate", "tls.private_key"]);
+    }
+
+    #[test]
+    fn route_cross_checks() {
+        let route =
+            |body: &str| format!("[[listener]]\naddress = \"127.0.0.1:25\"\n[[route]]\n{body}\n");
+
+        assert_eq!(error_keys(&route("domains = [\"*\"]")), ["route[0]"]);
+        assert!(only_reason(&route("domains = [\"*\"]")).contains("has no target"));
+        let both = route("domains = [\"*\"]\nmx = true\nsmarthost = \"hub:25\"");
+        assert!(only_reason(&both).contains("has both smarthost and mx"));
+        let mx_false = route("domains = [\"*\"]\nmx = false\nsmarthost = \"hub:25\"");
+        assert!(parse_test(&mx_false).is_ok());
+        let no_port = route("domains = [\"*\"]\nsmarthost = [\"hub:25\", \"hub2\"]");
+        assert_eq!(error_keys(&no_port), ["route[0].smarthost[1]"]);
+        let empty = route("domains = []\nsmarthost = []");
+        assert_eq!(
+            error_keys(&empty),
+            ["route[0].domains", "route[0].smarthost"]
+        );
+
+        let shadowed = format!(
+            "{}[[route]]\ndomains = [\"example.com\"]\nmx = true\n\
+             [[route]]\ndomains = [\"Example.com\"]\nmx = true\n",
+            route("domains = [\"*\"]\nmx = true")
+        )
+        .replace("domains = [\"*\"]", "domains = [\"example.com\", \"*\"]");
+        assert_eq!(error_keys(&shadowed), ["route[1]", "route[2]"]);
+
+        let repeated = format!(
+            "{}[[route]]\ndomains = [\"a.example\", \"EXAMPLE.com\"]\nmx = true\n",
+            route("domains = [\"example.com\"]\nmx = true")
+        );
+        assert_eq!(error_keys(&repeated), ["route[1].domains[1]"]);
+    }
+
+    #[test]
+    fn dkim_pairs_must_be_unique() {
+        let key = key_file();
+        let entry = format!(
+            "[[dkim]]\ndomain = \"example.com\"\nselector = \"s1\"\nalgorithm = \"rsa-sha256\"\n\
+             private_key = {:?}\n",
+            key.path().display().to_string()
+        );
+        let other_selector = entry.replace("\"s1\"", "\"s2\"");
+        let text = format!(
+            "{MINIMAL}\n{entry}{other_selector}{}",
+            entry.replace("example", "EXAMPLE")
+        );
+
+        assert_eq!(error_keys(&text), ["dkim[2]"]);
+        assert!(only_reason(&text).contains("already configured by dkim[0]"));
+    }
+}
