@@ -210,9 +210,14 @@ fn label_shape(whole: &str, label: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
     {
+        // Only a non-ASCII character suggests an internationalised name written in Unicode.
+        let hint = if bad.is_ascii() {
+            ""
+        } else {
+            " (write internationalised names in their xn-- form)"
+        };
         return Err(format!(
-            "{whole:?} contains {bad:?}; only letters, digits, hyphens and dots are allowed \
-             (write internationalised names in their xn-- form)"
+            "{whole:?} contains {bad:?}; only letters, digits, hyphens and dots are allowed{hint}"
         ));
     }
     if label.starts_with('-') || label.ends_with('-') {
