@@ -643,6 +643,36 @@ mod tests {
     }
 
     #[test]
+    fn guide_example_is_valid() {
+        let certificate = key_file();
+        let private_key = key_file();
+        let dkim_key = key_file();
+        let text = guide_example("## Example")
+            .replace(
+                "/etc/postern/tls/fullchain.pem",
+                &certificate.path().display().to_string(),
+            )
+            .replace(
+                "/etc/postern/tls/key.pem",
+                &private_key.path().display().to_string(),
+            )
+            .replace(
+                "/etc/postern/dkim/example.com.s2026.pem",
+                &dkim_key.path().display().to_string(),
+            );
+
+        let config = parse_test(&text).unwrap_or_else(|errors| panic!("{errors}"));
+
+        assert_eq!(config.listeners.len(), 3);
+        assert_eq!(config.routes.len(), 2);
+    }
+
+    #[test]
+    fn guide_shows_the_embedded_default() {
+        assert!(DEFAULT_TOML.contains(guide_example("## The built-in configuration")));
+    }
+
+    #[test]
     fn describe_shows_the_effective_values() {
         let config = parse_test(DEFAULT_TOML).unwrap();
 

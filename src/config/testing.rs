@@ -52,3 +52,17 @@ pub(crate) fn with_tls(extra: &str) -> (String, tempfile::NamedTempFile, tempfil
     );
     (text, certificate, private_key)
 }
+
+/// The operator guide, whose examples must stay valid.
+pub(crate) const GUIDE: &str = include_str!("../../docs/configuration.md");
+
+/// The first TOML code block after `heading` in the operator guide.
+pub(crate) fn guide_example(heading: &str) -> &'static str {
+    let section = &GUIDE[GUIDE.find(heading).expect("heading in the guide")..];
+    let start = section
+        .find("```toml\n")
+        .expect("a TOML block under the heading")
+        + 8;
+    let length = section[start..].find("```").expect("the block is closed");
+    &section[start..start + length]
+}
