@@ -7,9 +7,11 @@
 //! certificate files can be opened; nothing is bound, resolved or created.
 
 use std::fs::File;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use toml::{Table, Value};
 
 use super::error::Errors;
@@ -162,8 +164,8 @@ pub(crate) fn relay(errors: &mut Errors, value: Option<&Value>) -> RelayConfig {
     let empty = Table::new();
     let fields = section(errors, "relay", value, &empty, RELAY_KEYS);
     let loopback = vec![
-        "127.0.0.0/8".parse().expect("literal network"),
-        "::1/128".parse().expect("literal network"),
+        IpNet::new_assert(Ipv4Addr::new(127, 0, 0, 0).into(), 8),
+        IpNet::new_assert(Ipv6Addr::LOCALHOST.into(), 128),
     ];
     RelayConfig {
         allow_networks: fields.optional(
@@ -436,11 +438,8 @@ fn smarthosts(errors: &mut Errors, key: &str, value: &Value) -> Option<Vec<Strin
             errors.push(key, "empty; expected \"host:port\" or a list of them");
             None
         }
-        Value::Array(_) => {
-            let hosts = array_of(names::smarthost)(errors, key, value)?;
-            let all_valid = matches!(value, Value::Array(entries) if entries.len() == hosts.len());
-            all_valid.then_some(hosts)
-        }
+        // A bad entry is reported by `array_of`; the others are kept only to carry on checking.
+        Value::Array(_) => array_of(names::smarthost)(errors, key, value),
         other => {
             errors.push(
                 key,
