@@ -1,0 +1,333 @@
+//! The validated configuration: plain values the runtime can use without checking them again.
+//!
+//! Everything here has already passed validation in `sections`, so a `Config` in hand means every
+//! limit is in range, every address parsed and every domain well formed. The types carry no
+//! behaviour beyond naming themselves and describing the whole for the start-up log; in
+//! particular nothing here opens sockets or files.
+
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::units::{format_duration, format_size};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the text came from: a file path or `<embedded default>`.
+    pub source: String,
+    pub server: ServerConfig,
+    /// `[[listener]]`; at least one.
+    pub listeners: Vec<ListenerConfig>,
+    /// `[tls]`; present whenever a listener uses TLS.
+    pub tls: Option<TlsConfig>,
+    pub relay: RelayConfig,
+    pub smtp: SmtpConfig,
+    /// `[[route]]`, in file order; the first whose domains match a recipient wins.
+    pub routes: Vec<RouteConfig>,
+    /// `[[dkim]]`; no two share a (domain, selector) pair.
+    pub dkim: Vec<DkimConfig>,
+    pub dns: DnsConfig,
+    pub admin: Option<AdminConfig>,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the identity and the shape of the process.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Name used in the greeting, `EHLO` and `Received:`; a domain name or an address literal.
+    pub hostname: String,
+    pub spool: PathBuf,
+    /// Number of shards; 0 asks the runtime for one per online core.
+    pub shards: usize,
+    /// How long sessions may finish after SIGTERM before they are told `421`.
+    pub shutdown_timeout: Duration,
+    pub sessions_per_shard_max: usize,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub tls: TlsMode,
+    pub auth: AuthMode,
+    /// Length of the kernel accept queue handed to `listen(2)`.
+    pub backlog: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    /// Plain text until the client sends `STARTTLS` (RFC 3207).
+    StartTls,
+    /// TLS from the first byte (RFC 8314), as on port 465.
+    Implicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    None,
+    Optional,
+    Required,
+}
+
+/// `[tls]`: the server certificate shared by every TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+}
+
+/// `[relay]`: who may send mail where.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Clients from these networks may relay to any domain.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// Lowercase domains, or `*.domain` for every subdomain, that anyone may send mail to.
+    pub local_domains: Vec<String>,
+}
+
+/// `[smtp]`: protocol limits and timeouts for inbound sessions.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub message_size_max_bytes: u64,
+    pub command_line_max_bytes: usize,
+    pub text_line_max_bytes: usize,
+    pub recipients_max: usize,
+    pub bad_commands_max: u32,
+    /// Silence before the `220`; clients that talk first are dropped.
+    pub greeting_delay: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub bare_line_endings: BareLineEndings,
+}
+
+/// What to do with a CR or LF that is not part of a CRLF pair inside DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareLineEndings {
+    /// Refuse the message; this closes the SMTP smuggling hole.
+    Reject,
+    /// Pass them through; only for known, broken clients behind the relay.
+    Accept,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Lowercase `domain`, `*.domain` or `*` for every domain.
+    pub domains: Vec<String>,
+    pub target: RouteTarget,
+    pub tls: OutboundTls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Relay through these `host:port` entries, tried in order.
+    Smarthost(Vec<String>),
+    /// Look up the recipient domain's MX records.
+    Mx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundTls {
+    None,
+    /// Use STARTTLS when offered, without certificate verification, and fall back to plain text.
+    Opportunistic,
+    /// Refuse to deliver without TLS and a verified certificate.
+    Required,
+}
+
+/// One `[[dkim]]` signing key.
+#[derive(Debug, Clone)]
+pub struct DkimConfig {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    pub private_key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    Ed25519Sha256,
+    RsaSha256,
+}
+
+/// `[dns]`: resolvers; an empty list means the system's `resolv.conf`.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub servers: Vec<SocketAddr>,
+}
+
+/// `[admin]`: the HTTP API and `/metrics`.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A level (`info`) or a filter directive (`info,postern::spool=debug`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The spelling each enum has in the TOML file, so logs and errors quote what operators write.
+macro_rules! spelled {
+    ($type:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $type {
+            /// Every accepted spelling, in documentation order.
+            pub const SPELLINGS: &'static [&'static str] = &[$($text),+];
+
+            /// Every value with its spelling, in documentation order.
+            pub(crate) const ALL: &'static [($type, &'static str)] =
+                &[$((<$type>::$variant, $text)),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(<$type>::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+spelled!(TlsMode { None => "none", StartTls => "starttls", Implicit => "implicit" });
+spelled!(AuthMode { None => "none", Optional => "optional", Required => "required" });
+spelled!(BareLineEndings { Reject => "reject", Accept => "accept" });
+spelled!(OutboundTls { None => "none", Opportunistic => "opportunistic", Required => "required" });
+spelled!(DkimAlgorithm { Ed25519Sha256 => "ed25519-sha256", RsaSha256 => "rsa-sha256" });
+spelled!(LogFormat { Text => "text", Json => "json" });
+
+impl Config {
+    /// The effective configuration on one line, for the info log at start-up.
+    ///
+    /// Paths to key files are shown; their contents never are.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        self.describe_into(&mut text)
+            .expect("writing into a String cannot fail");
+        text
+    }
+
+    fn describe_into(&self, out: &mut String) -> fmt::Result {
+        let server = &self.server;
+        let shards = match server.shards {
+            0 => "auto".to_owned(),
+            count => count.to_string(),
+        };
+        write!(
+            out,
+            "source={} server{{hostname={} spool={} shards={shards} sessions_per_shard_max={} \
+             shutdown_timeout={}}}",
+            self.source,
+            server.hostname,
+            server.spool.display(),
+            server.sessions_per_shard_max,
+            format_duration(server.shutdown_timeout),
+        )?;
+
+        for (index, listener) in self.listeners.iter().enumerate() {
+            write!(
+                out,
+                " listener[{index}]{{address={} tls={} auth={} backlog={}}}",
+                listener.address, listener.tls, listener.auth, listener.backlog
+            )?;
+        }
+        if let Some(tls) = &self.tls {
+            write!(
+                out,
+                " tls{{certificate={} private_key={}}}",
+                tls.certificate.display(),
+                tls.private_key.display()
+            )?;
+        }
+
+        write!(
+            out,
+            " relay{{allow_networks=[{}] local_domains=[{}]}}",
+            join(&self.relay.allow_networks),
+            self.relay.local_domains.join(",")
+        )?;
+
+        let smtp = &self.smtp;
+        write!(
+            out,
+            " smtp{{message_size_max={} command_line_max={} text_line_max={} recipients_max={} \
+             bad_commands_max={} greeting_delay={} command_timeout={} data_timeout={} \
+             bare_line_endings={}}}",
+            format_size(smtp.message_size_max_bytes),
+            smtp.command_line_max_bytes,
+            smtp.text_line_max_bytes,
+            smtp.recipients_max,
+            smtp.bad_commands_max,
+            format_duration(smtp.greeting_delay),
+            format_duration(smtp.command_timeout),
+            format_duration(smtp.data_timeout),
+            smtp.bare_line_endings,
+        )?;
+
+        for (index, route) in self.routes.iter().enumerate() {
+            let target = match &route.target {
+                RouteTarget::Mx => "mx".to_owned(),
+                RouteTarget::Smarthost(hosts) => format!("smarthost=[{}]", hosts.join(",")),
+            };
+            write!(
+                out,
+                " route[{index}]{{domains=[{}] {target} tls={}}}",
+                route.domains.join(","),
+                route.tls
+            )?;
+        }
+        for (index, dkim) in self.dkim.iter().enumerate() {
+            write!(
+                out,
+                " dkim[{index}]{{domain={} selector={} algorithm={} private_key={}}}",
+                dkim.domain,
+                dkim.selector,
+                dkim.algorithm,
+                dkim.private_key.display()
+            )?;
+        }
+
+        let dns = if self.dns.servers.is_empty() {
+            "system".to_owned()
+        } else {
+            join(&self.dns.servers)
+        };
+        write!(out, " dns{{servers=[{dns}]}}")?;
+        if let Some(admin) = &self.admin {
+            write!(out, " admin{{address={}}}", admin.address)?;
+        }
+        write!(
+            out,
+            " log{{level={} format={}}}",
+            self.log.level, self.log.format
+        )
+    }
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    let mut text = String::new();
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{item}");
+    }
+    text
+}

@@ -1,0 +1,491 @@
+//! Section builders: one function per TOML section, turning a raw table into validated values.
+//!
+//! Each builder reads every key it knows, records every problem, and returns the best value it
+//! can (the default for a bad optional key, nothing for a bad entry of a list) so that the next
+//! builder still runs and the operator sees every error at once. A value built here is only
+//! handed to callers when no error at all was recorded. The only I/O is the check that key and
+//! certificate files can be opened; nothing is bound, resolved or created.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use toml::{Table, Value};
+
+use super::error::Errors;
+use super::model::*;
+use super::names;
+use super::walk::{
+    array_of, boolean, checked, duration_in, found, integer_in, one_of, path, size_in, table,
+    tables_of, Fields,
+};
+
+pub(crate) const ROOT_KEYS: &[&str] = &[
+    "server", "listener", "tls", "relay", "smtp", "route", "dkim", "dns", "admin", "log",
+];
+const SERVER_KEYS: &[&str] = &[
+    "hostname",
+    "spool",
+    "shards",
+    "shutdown_timeout",
+    "sessions_per_shard_max",
+];
+const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "backlog"];
+const TLS_KEYS: &[&str] = &["certificate", "private_key"];
+const RELAY_KEYS: &[&str] = &["allow_networks", "local_domains"];
+const SMTP_KEYS: &[&str] = &[
+    "message_size_max",
+    "command_line_max",
+    "text_line_max",
+    "recipients_max",
+    "bad_commands_max",
+    "greeting_delay",
+    "command_timeout",
+    "data_timeout",
+    "bare_line_endings",
+];
+const ROUTE_KEYS: &[&str] = &["domains", "smarthost", "mx", "tls"];
+const DKIM_KEYS: &[&str] = &["domain", "selector", "algorithm", "private_key"];
+const DNS_KEYS: &[&str] = &["servers"];
+const ADMIN_KEYS: &[&str] = &["address"];
+const LOG_KEYS: &[&str] = &["level", "format"];
+
+/// Upper bound on shards; far above any core count we ship on, low enough to catch a typo.
+const SHARDS_MAX: i64 = 1024;
+/// RFC 5321 §4.5.3.1.7: a server must accept message content of at least 64K octets.
+const MESSAGE_SIZE_MAX_FLOOR_BYTES: u64 = 64 << 10;
+/// Upper bound on `message_size_max`; larger messages belong on a file transfer service.
+const MESSAGE_SIZE_MAX_CEILING_BYTES: u64 = 1 << 30;
+/// RFC 5321 §4.5.3.1.4: a command line of 512 octets including CRLF must be accepted.
+const COMMAND_LINE_MAX_FLOOR_BYTES: u64 = 512;
+/// Commands longer than this are abuse; the read buffer must stay small.
+const COMMAND_LINE_MAX_CEILING_BYTES: u64 = 64 << 10;
+/// RFC 5321 §4.5.3.1.6: a text line of 1000 octets including CRLF must be accepted.
+const TEXT_LINE_MAX_FLOOR_BYTES: u64 = 1000;
+/// Upper bound on `text_line_max`, which sizes a per-session buffer.
+const TEXT_LINE_MAX_CEILING_BYTES: u64 = 1 << 20;
+/// RFC 5321 §4.5.3.1.8: at least 100 recipients per message must be accepted.
+const RECIPIENTS_MAX_FLOOR: i64 = 100;
+const RECIPIENTS_MAX_CEILING: i64 = 100_000;
+/// RFC 5321 §4.5.3.2.1: clients wait 5 minutes for the greeting, so a longer delay loses them.
+const GREETING_DELAY_CEILING: Duration = Duration::from_secs(5 * 60);
+const TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
+const TIMEOUT_CEILING: Duration = Duration::from_secs(60 * 60);
+
+/// Where the system host name comes from when `server.hostname` is omitted; injectable so that
+/// tests and the embedded default do not depend on the machine they run on.
+pub(crate) type SystemHostname<'a> = &'a dyn Fn() -> Result<String, String>;
+
+pub(crate) fn server(
+    errors: &mut Errors,
+    value: Option<&Value>,
+    system_hostname: SystemHostname<'_>,
+) -> ServerConfig {
+    let empty = Table::new();
+    let fields = section(errors, "server", value, &empty, SERVER_KEYS);
+
+    let hostname = match fields.get("hostname") {
+        Some(value) => checked(names::hostname)(errors, &fields.key("hostname"), value),
+        None => default_hostname(errors, &fields.key("hostname"), system_hostname),
+    };
+    ServerConfig {
+        hostname: hostname.unwrap_or_default(),
+        spool: fields.optional(errors, "spool", "./postern-spool".into(), path),
+        shards: fields.optional(errors, "shards", 0, integer_in(0, SHARDS_MAX)),
+        shutdown_timeout: fields.optional(
+            errors,
+            "shutdown_timeout",
+            Duration::from_secs(30),
+            duration_in(Duration::ZERO, TIMEOUT_CEILING),
+        ),
+        sessions_per_shard_max: fields.optional(
+            errors,
+            "sessions_per_shard_max",
+            10_000,
+            integer_in(1, 1_000_000),
+        ),
+    }
+}
+
+/// Every `[[listener]]` that is valid on its own, with its index in the file.
+pub(crate) fn listeners(
+    errors: &mut Errors,
+    value: Option<&Value>,
+) -> Vec<(usize, ListenerConfig)> {
+    let entries = value.map_or_else(Vec::new, |value| tables_of(errors, "listener", value));
+    if is_absent_or_empty(value) {
+        errors.push(
+            "listener",
+            "missing; expected at least one [[listener]] with an address such as \"0.0.0.0:25\"",
+        );
+    }
+
+    let mut listeners = Vec::with_capacity(entries.len());
+    for (index, (path, table)) in entries.into_iter().enumerate() {
+        let fields = Fields::new(errors, path, table, LISTENER_KEYS);
+        let address = fields.required(
+            errors,
+            "address",
+            "an address such as \"0.0.0.0:25\"",
+            checked(|text| names::socket_address(text, None)),
+        );
+        let tls = fields.optional(errors, "tls", TlsMode::None, one_of(TlsMode::ALL));
+        let auth = fields.optional(errors, "auth", AuthMode::None, one_of(AuthMode::ALL));
+        let backlog = fields.optional(errors, "backlog", 4096, integer_in(1, 65_535));
+        if let Some(address) = address {
+            listeners.push((
+                index,
+                ListenerConfig {
+                    address,
+                    tls,
+                    auth,
+                    backlog,
+                },
+            ));
+        }
+    }
+    listeners
+}
+
+pub(crate) fn tls(errors: &mut Errors, value: Option<&Value>) -> Option<TlsConfig> {
+    let table = table(errors, "tls", value?)?;
+    let fields = Fields::new(errors, "tls", table, TLS_KEYS);
+    let certificate = fields.required(errors, "certificate", "a PEM file path", readable_file);
+    let private_key = fields.required(errors, "private_key", "a PEM file path", readable_file);
+    Some(TlsConfig {
+        certificate: certificate?,
+        private_key: private_key?,
+    })
+}
+
+pub(crate) fn relay(errors: &mut Errors, value: Option<&Value>) -> RelayConfig {
+    let empty = Table::new();
+    let fields = section(errors, "relay", value, &empty, RELAY_KEYS);
+    let loopback = vec![
+        IpNet::new_assert(Ipv4Addr::new(127, 0, 0, 0).into(), 8),
+        IpNet::new_assert(Ipv6Addr::LOCALHOST.into(), 128),
+    ];
+    RelayConfig {
+        allow_networks: fields.optional(
+            errors,
+            "allow_networks",
+            loopback,
+            array_of(names::network),
+        ),
+        local_domains: fields.optional(
+            errors,
+            "local_domains",
+            Vec::new(),
+            array_of(|text| names::domain_pattern(text, false)),
+        ),
+    }
+}
+
+pub(crate) fn smtp(errors: &mut Errors, value: Option<&Value>) -> SmtpConfig {
+    let empty = Table::new();
+    let fields = section(errors, "smtp", value, &empty, SMTP_KEYS);
+    SmtpConfig {
+        message_size_max_bytes: fields.optional(
+            errors,
+            "message_size_max",
+            50 << 20,
+            size_in(MESSAGE_SIZE_MAX_FLOOR_BYTES, MESSAGE_SIZE_MAX_CEILING_BYTES),
+        ),
+        command_line_max_bytes: fields.optional(
+            errors,
+            "command_line_max",
+            512,
+            size_in(COMMAND_LINE_MAX_FLOOR_BYTES, COMMAND_LINE_MAX_CEILING_BYTES),
+        ),
+        text_line_max_bytes: fields.optional(
+            errors,
+            "text_line_max",
+            1000,
+            size_in(TEXT_LINE_MAX_FLOOR_BYTES, TEXT_LINE_MAX_CEILING_BYTES),
+        ),
+        recipients_max: fields.optional(
+            errors,
+            "recipients_max",
+            1000,
+            integer_in(RECIPIENTS_MAX_FLOOR, RECIPIENTS_MAX_CEILING),
+        ),
+        bad_commands_max: fields.optional(errors, "bad_commands_max", 20, integer_in(1, 1000)),
+        greeting_delay: fields.optional(
+            errors,
+            "greeting_delay",
+            Duration::ZERO,
+            duration_in(Duration::ZERO, GREETING_DELAY_CEILING),
+        ),
+        command_timeout: fields.optional(
+            errors,
+            "command_timeout",
+            Duration::from_secs(5 * 60),
+            duration_in(TIMEOUT_FLOOR, TIMEOUT_CEILING),
+        ),
+        data_timeout: fields.optional(
+            errors,
+            "data_timeout",
+            Duration::from_secs(3 * 60),
+            duration_in(TIMEOUT_FLOOR, TIMEOUT_CEILING),
+        ),
+        bare_line_endings: fields.optional(
+            errors,
+            "bare_line_endings",
+            BareLineEndings::Reject,
+            one_of(BareLineEndings::ALL),
+        ),
+    }
+}
+
+/// Every `[[route]]` that is valid on its own, with its index in the file.
+pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, RouteConfig)> {
+    let entries = value.map_or_else(Vec::new, |value| tables_of(errors, "route", value));
+    if is_absent_or_empty(value) {
+        errors.push(
+            "route",
+            "missing; expected at least one [[route]], e.g. domains = [\"*\"] with mx = true",
+        );
+    }
+
+    let mut routes = Vec::with_capacity(entries.len());
+    for (index, (path, table)) in entries.into_iter().enumerate() {
+        let fields = Fields::new(errors, &path, table, ROUTE_KEYS);
+        let domains = fields.required(
+            errors,
+            "domains",
+            "a list of domains such as [\"example.com\", \"*.example.com\"] or [\"*\"]",
+            array_of(|text| names::domain_pattern(text, true)),
+        );
+        if table
+            .get("domains")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            errors.push(
+                fields.key("domains"),
+                "empty; list at least one domain, or \"*\"",
+            );
+        }
+        let target = route_target(errors, &fields, &path);
+        let tls = fields.optional(
+            errors,
+            "tls",
+            OutboundTls::Opportunistic,
+            one_of(OutboundTls::ALL),
+        );
+        if let (Some(domains), Some(target)) = (domains, target) {
+            routes.push((
+                index,
+                RouteConfig {
+                    domains,
+                    target,
+                    tls,
+                },
+            ));
+        }
+    }
+    routes
+}
+
+/// Every `[[dkim]]` that is valid on its own, with its index in the file.
+pub(crate) fn dkim(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, DkimConfig)> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for (index, (path, table)) in tables_of(errors, "dkim", value).into_iter().enumerate() {
+        let fields = Fields::new(errors, path, table, DKIM_KEYS);
+        let domain = fields.required(errors, "domain", "a domain name", checked(names::domain));
+        let selector = fields.required(
+            errors,
+            "selector",
+            "a selector such as \"s2026\"",
+            checked(names::selector),
+        );
+        let algorithm = fields.required(
+            errors,
+            "algorithm",
+            "\"ed25519-sha256\" or \"rsa-sha256\"",
+            one_of(DkimAlgorithm::ALL),
+        );
+        let private_key = fields.required(errors, "private_key", "a PEM file path", readable_file);
+        if let (Some(domain), Some(selector), Some(algorithm), Some(private_key)) =
+            (domain, selector, algorithm, private_key)
+        {
+            keys.push((
+                index,
+                DkimConfig {
+                    domain,
+                    selector,
+                    algorithm,
+                    private_key,
+                },
+            ));
+        }
+    }
+    keys
+}
+
+pub(crate) fn dns(errors: &mut Errors, value: Option<&Value>) -> DnsConfig {
+    let empty = Table::new();
+    let fields = section(errors, "dns", value, &empty, DNS_KEYS);
+    DnsConfig {
+        servers: fields.optional(
+            errors,
+            "servers",
+            Vec::new(),
+            array_of(|text| names::socket_address(text, Some(53))),
+        ),
+    }
+}
+
+pub(crate) fn admin(errors: &mut Errors, value: Option<&Value>) -> Option<AdminConfig> {
+    let table = table(errors, "admin", value?)?;
+    let fields = Fields::new(errors, "admin", table, ADMIN_KEYS);
+    let address = fields.required(
+        errors,
+        "address",
+        "an address such as \"127.0.0.1:8025\"",
+        checked(|text| names::socket_address(text, None)),
+    )?;
+    Some(AdminConfig { address })
+}
+
+pub(crate) fn log(errors: &mut Errors, value: Option<&Value>) -> LogConfig {
+    let empty = Table::new();
+    let fields = section(errors, "log", value, &empty, LOG_KEYS);
+    LogConfig {
+        level: fields.optional(errors, "level", "info".to_owned(), checked(log_level)),
+        format: fields.optional(errors, "format", LogFormat::Text, one_of(LogFormat::ALL)),
+    }
+}
+
+fn is_absent_or_empty(value: Option<&Value>) -> bool {
+    value.is_none_or(|value| value.as_array().is_some_and(Vec::is_empty))
+}
+
+/// The fields of an optional section; an absent or mistyped section reads as empty, so every
+/// key takes its default (a mistyped one has already been reported).
+fn section<'t>(
+    errors: &mut Errors,
+    name: &str,
+    value: Option<&'t Value>,
+    empty: &'t Table,
+    known: &'static [&'static str],
+) -> Fields<'t> {
+    let table = value
+        .and_then(|value| table(errors, name, value))
+        .unwrap_or(empty);
+    Fields::new(errors, name, table, known)
+}
+
+fn default_hostname(
+    errors: &mut Errors,
+    key: &str,
+    system_hostname: SystemHostname<'_>,
+) -> Option<String> {
+    let outcome = system_hostname().and_then(|name| {
+        names::hostname(&name).map_err(|reason| format!("the system host name {reason}"))
+    });
+    match outcome {
+        Ok(name) => Some(name),
+        Err(reason) => {
+            errors.push(key, format!("omitted, and {reason}; set server.hostname"));
+            None
+        }
+    }
+}
+
+/// `smarthost` or `mx = true`, exactly one.
+fn route_target(errors: &mut Errors, fields: &Fields<'_>, path: &str) -> Option<RouteTarget> {
+    let mx = match fields.get("mx") {
+        Some(value) => boolean(errors, &fields.key("mx"), value),
+        None => Some(false),
+    };
+    let smarthost = fields
+        .get("smarthost")
+        .map(|value| smarthosts(errors, &fields.key("smarthost"), value));
+
+    match (smarthost, mx) {
+        (Some(Some(hosts)), Some(false)) => Some(RouteTarget::Smarthost(hosts)),
+        (None, Some(true)) => Some(RouteTarget::Mx),
+        (Some(_), Some(true)) => {
+            errors.push(
+                path,
+                "has both smarthost and mx = true; keep exactly one of them",
+            );
+            None
+        }
+        (None, Some(false)) => {
+            errors.push(
+                path,
+                "has no target; set smarthost = \"host:port\" or mx = true",
+            );
+            None
+        }
+        // The smarthost or mx value itself was bad, and that is already reported.
+        (Some(None), _) | (_, None) => None,
+    }
+}
+
+/// `"host:port"` or a non-empty list of them.
+fn smarthosts(errors: &mut Errors, key: &str, value: &Value) -> Option<Vec<String>> {
+    match value {
+        Value::String(_) => checked(names::smarthost)(errors, key, value).map(|host| vec![host]),
+        Value::Array(entries) if entries.is_empty() => {
+            errors.push(key, "empty; expected \"host:port\" or a list of them");
+            None
+        }
+        // A bad entry is reported by `array_of`; the others are kept only to carry on checking.
+        Value::Array(_) => array_of(names::smarthost)(errors, key, value),
+        other => {
+            errors.push(
+                key,
+                format!(
+                    "expected \"host:port\" or a list of them, found {}",
+                    found(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A level or an EnvFilter-style directive list; the shape is checked here and the meaning by
+/// the logging set-up, which owns the filter syntax.
+fn log_level(text: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_:=,".contains(c);
+    if text.is_empty() || !text.chars().all(allowed) {
+        return Err(format!(
+            "{text:?} is not a log level; expected trace, debug, info, warn or error, or a \
+             directive such as \"info,postern::spool=debug\" (lowercase letters, digits, _ : = ,)"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A path to a file this process can open for reading now; the error names the path.
+fn readable_file(errors: &mut Errors, key: &str, value: &Value) -> Option<std::path::PathBuf> {
+    let file_path = path(errors, key, value)?;
+    match check_readable(&file_path) {
+        Ok(()) => Some(file_path),
+        Err(reason) => {
+            errors.push(key, reason);
+            None
+        }
+    }
+}
+
+fn check_readable(file_path: &Path) -> Result<(), String> {
+    let shown = file_path.display();
+    let file = File::open(file_path).map_err(|error| format!("cannot open {shown}: {error}"))?;
+    let metadata = file
+        .metadata()
+        .map_err(|error| format!("cannot inspect {shown}: {error}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    Ok(())
+}
