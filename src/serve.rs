@@ -14,7 +14,7 @@ use std::sync::Arc;
 use nix::sys::resource::{getrlimit, Resource};
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{AuthMode, Config, TlsMode};
 use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
@@ -26,6 +26,7 @@ pub fn serve(config: Config) -> Result<(), Fatal> {
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
+    refuse_unbuilt_features(&config)?;
     let cpus = shard::online_cpus()?;
     let shard_count = match config.server.shards {
         0 => cpus.len(),
@@ -76,6 +77,25 @@ pub fn serve(config: Config) -> Result<(), Fatal> {
     shards.join();
     control.stop();
     info!("postern stopped");
+    Ok(())
+}
+
+/// Listener features the configuration can name but this build cannot serve yet. Refusing to
+/// start is better than silently serving in clear text on a port meant for TLS.
+fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
+    for (index, listener) in config.listeners.iter().enumerate() {
+        // LIMITATION(L1): no TLS and no AUTH yet.
+        if listener.tls != TlsMode::None || listener.auth != AuthMode::None {
+            return Err(Fatal::new(
+                ExitReason::ConfigInvalid,
+                format!(
+                    "{}: listener[{index}]: tls and auth are not available in this build yet",
+                    config.source
+                ),
+                "set tls = \"none\" and auth = \"none\" on that listener (docs/limitations.md, L1)",
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,28 @@
+# Everyday recipes. `cargo install just --locked` if `just` is missing (Debian 12 has no package).
+
+# Build the relay and the load generator, optimised.
+build:
+    cargo build --release --workspace
+
+# The full test suite (what the README and CI run).
+test:
+    cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Interoperability with clients we did not write (swaks, Python smtplib); installs them.
+interop:
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends swaks python3
+    cargo build --bin postern
+    bash tests/interop/run.sh target/debug/postern
+
+# Everything CI runs, in the same order.
+ci:
+    bash .ci/run
+
+# Run a fuzz target for a while (needs cargo-fuzz; see docs/testing.md).
+fuzz target="command_parser" seconds="60":
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} -- -max_total_time={{seconds}}

@@ -1,0 +1,367 @@
+//! Shared harness for the integration tests: a real `postern` process on loopback with its own
+//! spool in a temporary directory, and a small blocking SMTP client that reads whole replies.
+//!
+//! Each test file is one scenario; they all start the binary Cargo built for this test run, so
+//! what is tested is exactly what an operator runs.
+
+#![allow(dead_code)] // Each scenario file uses a different part of the harness.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a test waits for the relay to start listening.
+const START_PATIENCE: Duration = Duration::from_secs(20);
+
+/// How long the client waits for one reply before the test fails.
+pub const REPLY_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Configuration pieces a scenario may set; everything else is the harness default.
+#[derive(Default)]
+pub struct Options {
+    /// Lines inside `[server]`, after hostname/spool/shards.
+    pub server: &'static str,
+    /// Lines inside `[relay]`; default: relay for 127.0.0.0/8.
+    pub relay: Option<&'static str>,
+    /// Lines inside `[smtp]`.
+    pub smtp: &'static str,
+    /// Number of shards; default 1 so per-shard limits are predictable.
+    pub shards: Option<usize>,
+}
+
+/// A running relay. Killed when dropped.
+pub struct Relay {
+    child: Child,
+    pub address: SocketAddr,
+    pub spool: PathBuf,
+    pub config_path: PathBuf,
+    pub log_path: PathBuf,
+    _directory: TempDir,
+}
+
+pub fn postern_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_postern")
+}
+
+/// A port that was free a moment ago. The tiny race with other processes is acceptable in tests.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+impl Relay {
+    pub fn start(options: Options) -> Relay {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let spool = directory.path().join("spool");
+        let port = free_port();
+        let relay = options
+            .relay
+            .unwrap_or("allow_networks = [\"127.0.0.0/8\"]\nlocal_domains = [\"example.com\"]");
+        let config = format!(
+            "[server]\nhostname = \"relay.test\"\nspool = \"{spool}\"\nshards = {shards}\n{server}\n\n\
+             [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
+             [relay]\n{relay}\n\n[smtp]\n{smtp}\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n\n\
+             [log]\nlevel = \"debug\"\n",
+            spool = spool.display(),
+            shards = options.shards.unwrap_or(1),
+            server = options.server,
+            smtp = options.smtp,
+        );
+        let config_path = directory.path().join("postern.toml");
+        fs::write(&config_path, config).expect("write config");
+        let log_path = directory.path().join("postern.log");
+        let log = fs::File::create(&log_path).expect("log file");
+
+        let child = Command::new(postern_binary())
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start postern");
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let mut relay = Relay {
+            child,
+            address,
+            spool,
+            config_path,
+            log_path,
+            _directory: directory,
+        };
+        relay.wait_until_listening();
+        relay
+    }
+
+    fn wait_until_listening(&mut self) {
+        let started = Instant::now();
+        while started.elapsed() < START_PATIENCE {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("postern exited during start-up with {status}:\n{}", self.log());
+            }
+            if self.log().contains("postern ready") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("postern did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Connects and reads the greeting, which must be a 220.
+    pub fn connect(&self) -> Client {
+        let mut client = Client::connect(self.address);
+        let greeting = client.reply();
+        assert_eq!(greeting.code, 220, "greeting: {greeting:?}");
+        client
+    }
+
+    /// Every message the store holds: (envelope lines, message bytes).
+    pub fn stored(&self) -> Vec<Stored> {
+        stored_messages(&self.spool)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit, at most `patience`.
+    pub fn terminate(&mut self, patience: Duration) -> ExitStatus {
+        signal(self.child.id(), libc_sigterm());
+        self.wait(patience)
+    }
+
+    pub fn wait(&mut self, patience: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if started.elapsed() > patience {
+                let _ = self.child.kill();
+                panic!("postern did not exit within {patience:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident set size of the relay process, in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn signal(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// One stored message, split as the interim store writes it.
+#[derive(Debug)]
+pub struct Stored {
+    pub path: PathBuf,
+    pub envelope: Vec<String>,
+    pub message: Vec<u8>,
+}
+
+impl Stored {
+    pub fn message_text(&self) -> String {
+        String::from_utf8_lossy(&self.message).into_owned()
+    }
+
+    /// The message without our Received header (everything after its first line break that
+    /// does not start with whitespace).
+    pub fn body_after_received(&self) -> Vec<u8> {
+        let text = &self.message;
+        assert!(text.starts_with(b"Received: "), "no Received header first");
+        let mut position = 0;
+        loop {
+            let end = position + find(&text[position..], b"\r\n").expect("header line end") + 2;
+            position = end;
+            if !matches!(text.get(position), Some(b' ') | Some(b'\t')) {
+                return text[position..].to_vec();
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
+}
+
+pub fn stored_messages(spool: &Path) -> Vec<Stored> {
+    let mut found = Vec::new();
+    let Ok(shards) = fs::read_dir(spool.join("interim")) else {
+        return found;
+    };
+    for shard in shards.flatten() {
+        for entry in fs::read_dir(shard.path()).expect("shard dir").flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("msg") {
+                continue;
+            }
+            let bytes = fs::read(&path).expect("read message");
+            let split = find(&bytes, b"DATA\r\n").expect("envelope ends with DATA");
+            let envelope = String::from_utf8_lossy(&bytes[..split])
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            found.push(Stored {
+                path,
+                envelope,
+                message: bytes[split + 6..].to_vec(),
+            });
+        }
+    }
+    found
+}
+
+/// Files the store left that are not messages (unfinished writes).
+pub fn leftover_temporaries(spool: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(shards) = fs::read_dir(spool.join("interim")) else {
+        return found;
+    };
+    for shard in shards.flatten() {
+        for entry in fs::read_dir(shard.path()).expect("shard dir").flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// An SMTP reply: the code and the text of each line (without the code and separator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    /// The enhanced status code (RFC 3463) at the start of the first line, if any.
+    pub fn enhanced(&self) -> &str {
+        self.lines
+            .first()
+            .and_then(|line| line.split_whitespace().next())
+            .unwrap_or("")
+    }
+}
+
+/// A blocking SMTP client that speaks raw bytes, so tests can send anything.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(address: SocketAddr) -> Client {
+        let stream = TcpStream::connect(address).expect("connect to postern");
+        stream.set_read_timeout(Some(REPLY_PATIENCE)).expect("read timeout");
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).expect("send");
+    }
+
+    /// Sends `line` with CRLF and returns the reply.
+    pub fn command(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("a reply from postern")
+    }
+
+    /// Reads one reply, or None if the connection closed first.
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(error) => panic!("reading a reply failed: {error} (after {lines:?})"),
+            }
+            assert!(line.ends_with("\r\n"), "reply line without CRLF: {line:?}");
+            let code: u16 = line[..3].parse().expect("reply code");
+            let more = line.as_bytes()[3] == b'-';
+            lines.push(line[4..].trim_end().to_owned());
+            if !more {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    /// True when the server has closed the connection (EOF on the next read).
+    pub fn is_closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+    }
+
+    /// EHLO, MAIL, RCPT (each must succeed), DATA (354), then `body` and the terminator; returns
+    /// the reply to the end of data.
+    pub fn send_message(&mut self, from: &str, to: &[&str], body: &[u8]) -> Reply {
+        assert_eq!(self.command("EHLO client.test").code, 250);
+        assert_eq!(self.command(&format!("MAIL FROM:<{from}>")).code, 250);
+        for recipient in to {
+            assert_eq!(self.command(&format!("RCPT TO:<{recipient}>")).code, 250);
+        }
+        assert_eq!(self.command("DATA").code, 354);
+        self.send(body);
+        self.send(b".\r\n");
+        self.reply()
+    }
+}
+
+/// Polls `condition` until it holds or `patience` runs out; returns whether it held. For state
+/// that another process settles asynchronously (a session's cleanup after a disconnect).
+pub fn eventually(patience: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if started.elapsed() > patience {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
