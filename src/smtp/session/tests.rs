@@ -1,0 +1,1 @@
+//! Dialogue fixtures for the session.
