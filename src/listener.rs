@@ -69,7 +69,11 @@ fn bind_one(
 }
 
 fn bind_socket(address: SocketAddr, backlog: u32, cpu: usize) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if address.is_ipv6() {
@@ -77,7 +81,6 @@ fn bind_socket(address: SocketAddr, backlog: u32, cpu: usize) -> io::Result<Sock
     }
 
     // A hint, not a contract: the kernel may still deliver elsewhere, which is harmless.
-    let cpu = u32::try_from(cpu).unwrap_or(u32::MAX);
     socket.set_cpu_affinity(cpu)?;
 
     socket.set_nonblocking(true)?;

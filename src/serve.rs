@@ -21,8 +21,7 @@ use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
 
 /// Runs the relay until it is told to stop.
-pub fn serve(config: Config) -> Result<(), Fatal> {
-    let config = Arc::new(config);
+pub fn serve(mut config: Config) -> Result<(), Fatal> {
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
@@ -43,6 +42,13 @@ pub fn serve(config: Config) -> Result<(), Fatal> {
 
     check_memlock(shard_count)?;
     prepare_spool(&config.server.spool, shard_count)?;
+
+    // From here on the spool is an absolute path: the io_uring file calls do not resolve
+    // relative paths against the working directory, and logs should name the real place.
+    config.server.spool = fs::canonicalize(&config.server.spool)
+        .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
+    let config = Arc::new(config);
+
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
@@ -124,15 +130,20 @@ fn check_memlock(shards: usize) -> Result<(), Fatal> {
 fn prepare_spool(spool: &Path, shards: usize) -> Result<(), Fatal> {
     for index in 0..shards {
         let directory = shard::store_directory(spool, index);
-        probe_directory(&directory).map_err(|error| {
-            Fatal::new(
-                ExitReason::SpoolNotWritable,
-                format!("the spool directory {} is not writable: {error}", directory.display()),
-                "create it, give this user write permission, or point `server.spool` elsewhere",
-            )
-        })?;
+        probe_directory(&directory).map_err(|error| spool_unwritable(&directory, &error))?;
     }
     Ok(())
+}
+
+fn spool_unwritable(directory: &Path, error: &std::io::Error) -> Fatal {
+    Fatal::new(
+        ExitReason::SpoolNotWritable,
+        format!(
+            "the spool directory {} is not writable: {error}",
+            directory.display()
+        ),
+        "create it, give this user write permission, or point `server.spool` elsewhere",
+    )
 }
 
 fn probe_directory(directory: &Path) -> std::io::Result<()> {

@@ -66,7 +66,11 @@ fn the_embedded_default_is_valid() {
         .arg("check-config")
         .output()
         .expect("run check-config");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

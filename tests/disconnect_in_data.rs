@@ -29,5 +29,8 @@ fn abrupt_disconnect_inside_data_stores_nothing() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].body_after_received(), b"after\r\n");
     let clean = || common::leftover_temporaries(&relay.spool).is_empty();
-    assert!(common::eventually(Duration::from_secs(5), clean), "a .tmp- file was left");
+    assert!(
+        common::eventually(Duration::from_secs(5), clean),
+        "a .tmp- file was left"
+    );
 }

@@ -14,10 +14,22 @@ fn pipelined_transaction_is_answered_in_order_and_stored_once() {
 
     let ehlo = client.command("EHLO client.test");
     assert_eq!(ehlo.code, 250);
-    for extension in ["PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"] {
-        assert!(ehlo.lines.iter().any(|l| l == extension), "{extension} in {ehlo:?}");
+    for extension in [
+        "PIPELINING",
+        "SIZE 52428800",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    ] {
+        assert!(
+            ehlo.lines.iter().any(|l| l == extension),
+            "{extension} in {ehlo:?}"
+        );
     }
-    assert!(ehlo.lines.iter().any(|l| l == "CHUNKING"), "CHUNKING in {ehlo:?}");
+    assert!(
+        ehlo.lines.iter().any(|l| l == "CHUNKING"),
+        "CHUNKING in {ehlo:?}"
+    );
     assert!(ehlo.lines.iter().any(|l| l == "DSN"), "DSN in {ehlo:?}");
 
     client.send(
@@ -39,8 +51,13 @@ fn pipelined_transaction_is_answered_in_order_and_stored_once() {
     let message = &stored[0];
     assert_eq!(message.envelope[0], "MAIL FROM:<sender@client.test>");
     assert_eq!(message.envelope[1], "RCPT TO:<one@example.com>");
-    assert_eq!(message.envelope[2], "RCPT TO:<two@elsewhere.test> NOTIFY=FAILURE,DELAY");
-    assert!(message.message_text().starts_with("Received: from client.test"));
+    assert_eq!(
+        message.envelope[2],
+        "RCPT TO:<two@elsewhere.test> NOTIFY=FAILURE,DELAY"
+    );
+    assert!(message
+        .message_text()
+        .starts_with("Received: from client.test"));
     assert_eq!(
         message.body_after_received(),
         b"Subject: pipelined\r\n\r\nfirst line\r\n.leading dot\r\n"
@@ -60,7 +77,11 @@ fn two_pipelined_transactions_in_one_write_store_two_messages() {
     let codes: Vec<u16> = (0..10).map(|_| client.reply().code).collect();
     assert_eq!(codes, [250, 250, 250, 354, 250, 250, 250, 354, 250, 221]);
 
-    let mut bodies: Vec<Vec<u8>> = relay.stored().iter().map(|m| m.body_after_received()).collect();
+    let mut bodies: Vec<Vec<u8>> = relay
+        .stored()
+        .iter()
+        .map(|m| m.body_after_received())
+        .collect();
     bodies.sort();
     assert_eq!(bodies, [b"first\r\n".to_vec(), b"second\r\n".to_vec()]);
 }

@@ -23,8 +23,11 @@ fn connection_over_the_limit_hears_421() {
     assert_eq!(first.command("NOOP").code, 250);
     assert_eq!(second.command("NOOP").code, 250);
     drop(first);
-    assert!(common::eventually(std::time::Duration::from_secs(5), || {
-        let mut again = Client::connect(relay.address);
-        again.reply().code == 220
-    }));
+    assert!(common::eventually(
+        std::time::Duration::from_secs(5),
+        || {
+            let mut again = Client::connect(relay.address);
+            again.reply().code == 220
+        }
+    ));
 }

@@ -24,7 +24,10 @@ fn declared_size_over_the_limit_is_refused_at_mail() {
     let reply = client.command("MAIL FROM:<s@client.test> SIZE=65537");
     assert_eq!(reply.code, 552, "{reply:?}");
     assert_eq!(reply.enhanced(), "5.3.4");
-    assert_eq!(client.command("MAIL FROM:<s@client.test> SIZE=65536").code, 250);
+    assert_eq!(
+        client.command("MAIL FROM:<s@client.test> SIZE=65536").code,
+        250
+    );
 }
 
 #[test]

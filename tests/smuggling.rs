@@ -11,12 +11,7 @@ mod common;
 use common::{Client, Options, Relay};
 
 const FAKE_TERMINATORS: [&[u8]; 6] = [
-    b"\n.\n",
-    b"\r.\r",
-    b"\n.\r\n",
-    b"\r\n.\r",
-    b"\r\n.\n",
-    b"\r.\r\n",
+    b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\r", b"\r\n.\n", b"\r.\r\n",
 ];
 
 const SMUGGLED: &[u8] = b"MAIL FROM:<smuggled@attacker.test>\r\n\
@@ -44,7 +39,10 @@ fn smuggle(client: &mut Client, fake_terminator: &[u8]) -> u16 {
 fn assert_nothing_smuggled(relay: &Relay) {
     for message in relay.stored() {
         assert!(
-            !message.envelope.iter().any(|line| line.contains("smuggled@attacker.test")),
+            !message
+                .envelope
+                .iter()
+                .any(|line| line.contains("smuggled@attacker.test")),
             "a smuggled envelope was stored: {:?}",
             message.envelope
         );
@@ -60,10 +58,17 @@ fn every_fake_terminator_is_refused_by_default() {
         assert_eq!(code, 550, "fake terminator {fake:?} should be refused");
 
         let reply = client.send_message("next@client.test", &["r@example.com"], b"ok\r\n");
-        assert_eq!(reply.code, 250, "second transaction after {fake:?}: {reply:?}");
+        assert_eq!(
+            reply.code, 250,
+            "second transaction after {fake:?}: {reply:?}"
+        );
     }
     let stored = relay.stored();
-    assert_eq!(stored.len(), FAKE_TERMINATORS.len(), "only the honest second transactions");
+    assert_eq!(
+        stored.len(),
+        FAKE_TERMINATORS.len(),
+        "only the honest second transactions"
+    );
     assert_nothing_smuggled(&relay);
 }
 
@@ -79,7 +84,11 @@ fn accepted_bare_line_endings_still_make_one_message() {
         assert_eq!(code, 250, "fake terminator {fake:?} in accept mode");
     }
     let stored = relay.stored();
-    assert_eq!(stored.len(), FAKE_TERMINATORS.len(), "one message per attempt, never two");
+    assert_eq!(
+        stored.len(),
+        FAKE_TERMINATORS.len(),
+        "one message per attempt, never two"
+    );
     for message in &stored {
         assert!(message.message_text().contains("smuggled@attacker.test"));
     }

@@ -13,14 +13,20 @@ const ROUTE: &str = "\n[[route]]\ndomains = [\"*\"]\nmx = true\n";
 fn serve_with(config: &str) -> (Option<i32>, String) {
     let directory = tempfile::tempdir().expect("temporary directory");
     let path = directory.path().join("postern.toml");
-    std::fs::write(&path, config.replace("{dir}", &directory.path().display().to_string()))
-        .expect("write config");
+    std::fs::write(
+        &path,
+        config.replace("{dir}", &directory.path().display().to_string()),
+    )
+    .expect("write config");
     let output = Command::new(postern_binary())
         .args(["serve", "--config"])
         .arg(&path)
         .output()
         .expect("run serve");
-    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]

@@ -40,5 +40,8 @@ fn stalled_data_is_told_421_and_nothing_is_stored() {
     assert!(client.is_closed());
     assert!(relay.stored().is_empty());
     let clean = || common::leftover_temporaries(&relay.spool).is_empty();
-    assert!(common::eventually(Duration::from_secs(5), clean), "a .tmp- file was left");
+    assert!(
+        common::eventually(Duration::from_secs(5), clean),
+        "a .tmp- file was left"
+    );
 }

@@ -13,7 +13,11 @@ use crate::config::{self, Config, ConfigErrors};
 use crate::fatal::{ExitReason, Fatal};
 
 #[derive(Parser)]
-#[command(name = "postern", version, about = "SMTP edge relay: durable before 250")]
+#[command(
+    name = "postern",
+    version,
+    about = "SMTP edge relay: durable before 250"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -27,7 +27,9 @@ impl Control {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|error| Fatal::internal(format!("cannot build the control runtime: {error}")))?;
+            .map_err(|error| {
+                Fatal::internal(format!("cannot build the control runtime: {error}"))
+            })?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
 
         // Signal handlers are installed here, before any shard exists, so that a SIGTERM
@@ -39,7 +41,9 @@ impl Control {
             .spawn(move || {
                 runtime.block_on(run(link, signals, shutdown_timeout, stop_rx));
             })
-            .map_err(|error| Fatal::internal(format!("cannot start the control thread: {error}")))?;
+            .map_err(|error| {
+                Fatal::internal(format!("cannot start the control thread: {error}"))
+            })?;
 
         Ok(Control {
             thread,
@@ -128,7 +132,10 @@ fn broadcast(link: &ControlLink, command: ShardCommand) {
     for (shard, sender) in link.shards.iter().enumerate() {
         // A shard that already exited has dropped its receiver; nothing is left to tell it.
         if sender.try_send(command).is_err() {
-            tracing::debug!(shard, "shard did not take the command (already stopped or busy)");
+            tracing::debug!(
+                shard,
+                "shard did not take the command (already stopped or busy)"
+            );
         }
     }
 }

@@ -48,7 +48,7 @@ enum Input {
 }
 
 /// Runs one session to its end. Errors are logged here; the caller only counts.
-pub async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, session_id: u64) {
+pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, session_id: u64) {
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(peer), Ok(local)) => (peer, local),
         _ => return, // The client left between accept and here.
@@ -64,6 +64,9 @@ pub async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, session_id:
         messages_accepted: 0,
     };
     let ending = driver.run(&mut stream).await;
+    if matches!(ending, Ending::Closed | Ending::TimedOut | Ending::ShutDown) {
+        discard_unread_input(&stream);
+    }
 
     if let Some(message) = driver.message.take() {
         message.abort().await;
@@ -104,7 +107,10 @@ impl Driver {
     async fn run(&mut self, stream: &mut TcpStream) -> Ending {
         if self.client_talked_first(stream).await {
             self.session.refuse_early_talker();
-            self.context.counters.early_talkers.set(self.context.counters.early_talkers.get() + 1);
+            self.context
+                .counters
+                .early_talkers
+                .set(self.context.counters.early_talkers.get() + 1);
             let _ = self.flush(stream).await;
             return Ending::Closed;
         }
@@ -243,7 +249,10 @@ impl Driver {
         };
         let read = async {
             match glommio::timer::timeout(phase_timeout, async {
-                stream.read(input).await.map_err(glommio::GlommioError::from)
+                stream
+                    .read(input)
+                    .await
+                    .map_err(glommio::GlommioError::from)
             })
             .await
             {
@@ -269,7 +278,10 @@ impl Driver {
         }
         let length = output.len();
         let written = glommio::timer::timeout(self.context.command_timeout, async {
-            stream.write_all(output).await.map_err(glommio::GlommioError::from)
+            stream
+                .write_all(output)
+                .await
+                .map_err(glommio::GlommioError::from)
         })
         .await;
         self.session.consume_output(length);
@@ -302,11 +314,28 @@ fn store_failure(queue_id: &str, error: &io::Error) -> StoreOutcome {
     }
 }
 
+/// Reads and drops whatever the client sent that the session will never read. Closing a socket
+/// with unread input makes the kernel send a reset instead of a normal close, and a reset can
+/// make the client's kernel throw away our last reply (the 221, 421 or 554 that explains why)
+/// before the client reads it. Bounded: a client still sending gets its reset.
+fn discard_unread_input(stream: &TcpStream) {
+    let mut scratch = [0u8; 4096];
+    for _ in 0..DISCARD_READS_MAX {
+        match nix::sys::socket::recv(stream.as_raw_fd(), &mut scratch, MsgFlags::MSG_DONTWAIT) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// At most this many 4 KiB reads are discarded at close (64 KiB).
+const DISCARD_READS_MAX: usize = 16;
+
 /// Writes the over-limit reply without waiting: the socket is fresh, so its send buffer has room,
 /// and a client that does not read does not deserve a task.
-pub fn refuse_over_limit(stream: &TcpStream, reply: &[u8]) {
+pub(crate) fn refuse_over_limit(stream: &TcpStream, reply: &[u8]) {
     let _ = nix::sys::socket::send(stream.as_raw_fd(), reply, MsgFlags::MSG_DONTWAIT);
 }
 
 /// How long a shard waits for sessions to write their `421` after the deadline.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -6,7 +6,7 @@
 //! from the control thread: stop accepting, let sessions finish until the deadline, then tell the
 //! rest `421 4.3.2` and stop.
 
-pub mod connection;
+mod connection;
 pub mod link;
 mod store;
 
@@ -165,19 +165,25 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         }
     };
 
-    if link.control.ping(index, CONTROL_PING_PATIENCE).await.is_err() {
+    if link
+        .control
+        .ping(index, CONTROL_PING_PATIENCE)
+        .await
+        .is_err()
+    {
         warn!("the control thread did not answer the start-up ping; shutdown signals may be lost");
     }
 
     let (session_deadline_tx, session_deadline_rx) = flume::bounded::<()>(1);
-    let context = Rc::new(ShardContext::new(index, &config, store, session_deadline_rx));
+    let context = Rc::new(ShardContext::new(&config, store, session_deadline_rx));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
     for fd in listeners {
         // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
         // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
         // the descriptor is closed exactly once.
-        let listener = unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
+        let listener =
+            unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
         let accepting = accept_loop(listener, Rc::clone(&context), stop_accepting_rx.clone());
         glommio::spawn_local(accepting.in_current_span()).detach();
     }
@@ -206,14 +212,20 @@ async fn drain(context: &ShardContext, deadline: Instant, session_deadline: flum
         return;
     }
 
-    info!(sessions = remaining, "grace period over: closing the remaining sessions with 421");
+    info!(
+        sessions = remaining,
+        "grace period over: closing the remaining sessions with 421"
+    );
     drop(session_deadline);
     let give_up = Instant::now() + connection::CLOSE_GRACE;
     while context.sessions.get() > 0 && Instant::now() < give_up {
         glommio::timer::sleep(DRAIN_POLL).await;
     }
     if context.sessions.get() > 0 {
-        warn!(sessions = context.sessions.get(), "sessions did not close in time; cutting them off");
+        warn!(
+            sessions = context.sessions.get(),
+            "sessions did not close in time; cutting them off"
+        );
     }
 }
 
@@ -245,20 +257,34 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
         };
 
         if context.sessions.get() >= context.sessions_max {
-            connection::refuse_over_limit(&stream, &smtp::too_many_sessions_reply(&context.hostname));
-            context.counters.sessions_refused.set(context.counters.sessions_refused.get() + 1);
+            connection::refuse_over_limit(
+                &stream,
+                &smtp::too_many_sessions_reply(&context.hostname),
+            );
+            context
+                .counters
+                .sessions_refused
+                .set(context.counters.sessions_refused.get() + 1);
             continue;
         }
 
         let session_id = context.next_session_id();
-        let peer = stream.peer_addr().map(|peer| peer.to_string()).unwrap_or_default();
+        let peer = stream
+            .peer_addr()
+            .map(|peer| peer.to_string())
+            .unwrap_or_default();
         let span = tracing::info_span!("session", id = session_id, %peer);
         context.sessions.set(context.sessions.get() + 1);
-        context.counters.sessions_accepted.set(context.counters.sessions_accepted.get() + 1);
+        context
+            .counters
+            .sessions_accepted
+            .set(context.counters.sessions_accepted.get() + 1);
         let session_context = Rc::clone(&context);
         let session = async move {
             connection::serve(stream, Rc::clone(&session_context), session_id).await;
-            session_context.sessions.set(session_context.sessions.get() - 1);
+            session_context
+                .sessions
+                .set(session_context.sessions.get() - 1);
         };
         glommio::spawn_local(session.instrument(span)).detach();
     }
@@ -267,7 +293,6 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
 
 /// Everything a shard's sessions share. Lives on one thread; `Cell`s, not atomics.
 pub(crate) struct ShardContext {
-    pub index: usize,
     pub hostname: Arc<str>,
     pub limits: Limits,
     pub local_domains: Arc<[String]>,
@@ -286,14 +311,12 @@ pub(crate) struct ShardContext {
 
 impl ShardContext {
     fn new(
-        index: usize,
         config: &Config,
         store: MessageStore,
         session_deadline: flume::Receiver<()>,
     ) -> ShardContext {
         let smtp = &config.smtp;
         ShardContext {
-            index,
             hostname: Arc::from(config.server.hostname.as_str()),
             limits: Limits {
                 command_line_max_bytes: smtp.command_line_max_bytes,
@@ -320,7 +343,9 @@ impl ShardContext {
     /// Whether a client at `ip` may relay to any domain (`relay.allow_networks`).
     pub fn relay_allowed(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.allow_networks.iter().any(|network| network.contains(&ip))
+        self.allow_networks
+            .iter()
+            .any(|network| network.contains(&ip))
     }
 
     /// Resolves when sessions must end: the shutdown grace is over.
@@ -329,10 +354,10 @@ impl ShardContext {
     }
 
     fn next_session_id(&self) -> u64 {
+        // Unique within the shard; the enclosing `shard` span makes it unique in the process.
         let id = self.session_ids.get() + 1;
         self.session_ids.set(id);
-        // Unique per process: the shard number in the top bits.
-        ((self.index as u64) << 48) | id
+        id
     }
 }
 

@@ -59,7 +59,11 @@ impl MessageStore {
             .duration_since(UNIX_EPOCH)
             .map(|elapsed| elapsed.as_micros() as u64)
             .unwrap_or(0);
-        format!("{micros:013X}{:02X}{:06X}", self.shard & 0xff, sequence & 0xff_ffff)
+        format!(
+            "{micros:013X}{:02X}{:06X}",
+            self.shard & 0xff,
+            sequence & 0xff_ffff
+        )
     }
 
     /// Starts a message. Nothing touches the disk until enough bytes arrive or it commits.
@@ -103,9 +107,14 @@ impl MessageWriter {
     /// Makes the message durable: data synced, then named, then the name synced.
     pub async fn commit(mut self) -> io::Result<()> {
         self.write_pending().await?;
-        let mut file = self.file.take().ok_or_else(|| io::Error::other("no file was opened"))?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("no file was opened"))?;
         file.fdatasync().await.map_err(io::Error::from)?;
-        file.rename(&self.final_path).await.map_err(io::Error::from)?;
+        file.rename(&self.final_path)
+            .await
+            .map_err(io::Error::from)?;
         file.close().await.map_err(io::Error::from)?;
 
         // The rename is only durable once the directory itself is synced.
@@ -123,7 +132,9 @@ impl MessageWriter {
 
     async fn write_pending(&mut self) -> io::Result<()> {
         if self.file.is_none() {
-            let file = BufferedFile::create(&self.temporary).await.map_err(io::Error::from)?;
+            let file = BufferedFile::create(&self.temporary)
+                .await
+                .map_err(io::Error::from)?;
             self.file = Some(file);
         }
         let Some(file) = self.file.as_ref() else {
@@ -135,9 +146,15 @@ impl MessageWriter {
         let mut start = 0;
         while start < self.pending.len() {
             let rest = self.pending[start..].to_vec();
-            let written = file.write_at(rest, self.offset).await.map_err(io::Error::from)?;
+            let written = file
+                .write_at(rest, self.offset)
+                .await
+                .map_err(io::Error::from)?;
             if written == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "the disk took no bytes"));
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the disk took no bytes",
+                ));
             }
             self.offset += written as u64;
             start += written;

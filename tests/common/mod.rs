@@ -102,7 +102,10 @@ impl Relay {
         let started = Instant::now();
         while started.elapsed() < START_PATIENCE {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("postern exited during start-up with {status}:\n{}", self.log());
+                panic!(
+                    "postern exited during start-up with {status}:\n{}",
+                    self.log()
+                );
             }
             if self.log().contains("postern ready") {
                 return;
@@ -155,7 +158,8 @@ impl Relay {
 
     /// Resident set size of the relay process, in KiB, from /proc.
     pub fn rss_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        let status =
+            fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -214,7 +218,9 @@ impl Stored {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
 }
 
 pub fn stored_messages(spool: &Path) -> Vec<Stored> {
@@ -289,7 +295,9 @@ pub struct Client {
 impl Client {
     pub fn connect(address: SocketAddr) -> Client {
         let stream = TcpStream::connect(address).expect("connect to postern");
-        stream.set_read_timeout(Some(REPLY_PATIENCE)).expect("read timeout");
+        stream
+            .set_read_timeout(Some(REPLY_PATIENCE))
+            .expect("read timeout");
         Client {
             reader: BufReader::new(stream),
         }
@@ -333,7 +341,7 @@ impl Client {
     /// True when the server has closed the connection (EOF on the next read).
     pub fn is_closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 
     /// EHLO, MAIL, RCPT (each must succeed), DATA (354), then `body` and the terminator; returns
