@@ -21,6 +21,7 @@ with smtplib.SMTP(host, port, timeout=15) as smtp:
         sys.exit(f"recipients refused: {refused}")
     # Without SMTPUTF8 the same address must be refused (RFC 6531 section 3.7.4.1).
     smtp.rset()
+    smtp.command_encoding = "utf-8"  # smtplib would refuse to send the raw UTF-8 itself
     code, _ = smtp.docmd("MAIL", "FROM:<plain@interop.test>")
     if code != 250:
         sys.exit(f"plain MAIL FROM refused: {code}")
