@@ -126,10 +126,10 @@ fn check_memlock(shards: usize) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Creates each shard's store directory and proves it takes a synced write.
+/// Creates each shard's spool directory and proves it takes a synced write.
 fn prepare_spool(spool: &Path, shards: usize) -> Result<(), Fatal> {
     for index in 0..shards {
-        let directory = shard::store_directory(spool, index);
+        let directory = shard::shard_directory(spool, index);
         probe_directory(&directory).map_err(|error| spool_unwritable(&directory, &error))?;
     }
     Ok(())

@@ -1,9 +1,7 @@
-//! Scenario: the client disappears in the middle of DATA. Nothing is stored, no temporary file
-//! is left, and the relay carries on serving others.
+//! Scenario: the client disappears in the middle of DATA. Nothing is stored (its body
+//! records are garbage that recovery ignores), and the relay carries on serving others.
 
 mod common;
-
-use std::time::Duration;
 
 use common::{Options, Relay};
 
@@ -28,9 +26,4 @@ fn abrupt_disconnect_inside_data_stores_nothing() {
     let stored = relay.stored();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].body_after_received(), b"after\r\n");
-    let clean = || common::leftover_temporaries(&relay.spool).is_empty();
-    assert!(
-        common::eventually(Duration::from_secs(5), clean),
-        "a .tmp- file was left"
-    );
 }

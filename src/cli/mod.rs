@@ -4,6 +4,8 @@
 //! and turns its reason into the exit status, so the codes documented in
 //! `docs/operations.md` are the only ones the binary produces (besides 2 for usage errors).
 
+mod spool_export;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,6 +41,22 @@ enum Command {
     },
     /// Print the embedded default configuration, a commented starting point.
     DefaultConfig,
+    /// Offline spool tools.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Subcommand)]
+enum SpoolCommand {
+    /// Copy every queued message out of a spool as `<queue id>.msg` files (envelope + message).
+    Export {
+        /// The spool directory (`server.spool`).
+        #[arg(long)]
+        spool: PathBuf,
+        /// Where to write the files (created if missing).
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 /// Entry point of the binary.
@@ -54,6 +72,11 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => load(config.as_deref()).map(|config| {
             println!("{}: configuration is valid", config.source);
         }),
+        Command::Spool(SpoolCommand::Export { spool, output }) => {
+            spool_export::export(&spool, &output).map(|count| {
+                println!("{count} message(s) exported to {}", output.display());
+            })
+        }
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             Ok(())

@@ -19,7 +19,8 @@ use glommio::net::TcpStream;
 use nix::sys::socket::MsgFlags;
 use tracing::{debug, info, warn};
 
-use super::store::MessageWriter;
+use super::message::SpoolMessage;
+use super::spool::SpoolFailure;
 use super::ShardContext;
 use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
 use crate::time::rfc5322_date;
@@ -59,7 +60,6 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
         session: Session::new(session_params(&context, peer, local)),
         context,
         message: None,
-        message_failed: false,
         queue_id: String::new(),
         messages_accepted: 0,
     };
@@ -69,7 +69,7 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
     }
 
     if let Some(message) = driver.message.take() {
-        message.abort().await;
+        drop(message); // Never committed: its BODY records, if any, are garbage to recovery.
     }
     debug!(
         session = session_id,
@@ -95,10 +95,7 @@ fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -
 struct Driver {
     session: Session,
     context: Rc<ShardContext>,
-    message: Option<MessageWriter>,
-    /// The store failed mid-body: later chunks of that message are dropped and its end of data
-    /// is answered with a temporary failure.
-    message_failed: bool,
+    message: Option<SpoolMessage>,
     queue_id: String,
     messages_accepted: u64,
 }
@@ -148,7 +145,7 @@ impl Driver {
                     return Ending::Closed;
                 }
                 Err(error) => {
-                    warn!(%error, "storing a message failed; the client was told to retry");
+                    debug!(%error, "session input failed");
                     let _ = self.flush(stream).await;
                     return Ending::IoError;
                 }
@@ -175,11 +172,7 @@ impl Driver {
                 Event::Close => return Ok(false),
                 Event::MessageBegin => self.begin_message(),
                 Event::MessageComplete => self.commit_message().await,
-                Event::MessageAborted => {
-                    if let Some(message) = self.message.take() {
-                        message.abort().await;
-                    }
-                }
+                Event::MessageAborted => self.message = None,
                 Event::StartTls => {
                     // LIMITATION(L1): TLS is not built yet, so the session is never told that
                     // STARTTLS is available and cannot ask for it.
@@ -191,42 +184,33 @@ impl Driver {
     }
 
     fn begin_message(&mut self) {
-        let store = &self.context.store;
-        self.queue_id = store.next_queue_id();
-        self.message_failed = false;
+        self.queue_id = self.context.next_queue_id();
         let date = rfc5322_date(SystemTime::now());
         let received = self.session.received_header(&self.queue_id, &date);
-        self.message = Some(store.begin(&self.queue_id, self.session.envelope(), &received));
+        let message = SpoolMessage::begin(&self.context.spool, self.queue_id.clone(), &received);
+        self.message = Some(message);
     }
 
     async fn append_body(&mut self, body: &mut Vec<u8>) {
-        let Some(message) = self.message.as_mut() else {
-            // Without a failed store, body bytes outside a message would be a session bug; either
-            // way they belong to no envelope that can still be acknowledged.
-            debug_assert!(self.message_failed, "body bytes arrived outside a message");
-            body.clear();
-            return;
-        };
-        if let Err(error) = message.append(body).await {
-            // The session keeps receiving; the failure is reported at the end of data, where
-            // SMTP allows a temporary refusal of the whole message.
-            warn!(queue_id = %self.queue_id, %error, "writing a message body failed");
-            self.message_failed = true;
-            if let Some(message) = self.message.take() {
-                message.abort().await;
+        match self.message.as_mut() {
+            Some(message) => message.append(body).await,
+            None => {
+                // Body bytes outside a message would be a session bug; they belong to no
+                // envelope that could ever be acknowledged.
+                debug_assert!(false, "body bytes arrived outside a message");
+                body.clear();
             }
-            body.clear();
         }
     }
 
     async fn commit_message(&mut self) {
         let outcome = match self.message.take() {
             None => StoreOutcome::TemporaryFailure,
-            Some(message) => match message.commit().await {
+            Some(message) => match message.commit(self.session.envelope()).await {
                 Ok(()) => StoreOutcome::Stored {
                     queue_id: self.queue_id.clone(),
                 },
-                Err(error) => store_failure(&self.queue_id, &error),
+                Err(failure) => store_failure(&self.queue_id, &failure),
             },
         };
         if let StoreOutcome::Stored { queue_id } = &outcome {
@@ -304,8 +288,8 @@ impl Driver {
     }
 }
 
-fn store_failure(queue_id: &str, error: &io::Error) -> StoreOutcome {
-    if error.raw_os_error() == Some(libc::ENOSPC) || error.raw_os_error() == Some(libc::EDQUOT) {
+fn store_failure(queue_id: &str, error: &SpoolFailure) -> StoreOutcome {
+    if error.no_space {
         warn!(%queue_id, %error, "spool full: message refused with 452, nothing was acknowledged");
         StoreOutcome::InsufficientStorage
     } else {

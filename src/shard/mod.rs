@@ -1,14 +1,15 @@
-//! The data plane: one pinned glommio executor per core, each owning its sessions and store.
+//! The data plane: one pinned glommio executor per core, each owning its sessions and spool.
 //!
 //! This module is the only place that knows glommio. A shard is started with its own listening
-//! sockets (already bound by `listener`), its own store directory and its link to the control
+//! sockets (already bound by `listener`), its own spool directory and its link to the control
 //! thread; from then on it shares nothing mutable with any other thread. Shutdown is a command
 //! from the control thread: stop accepting, let sessions finish until the deadline, then tell the
 //! rest `421 4.3.2` and stop.
 
 mod connection;
 pub mod link;
-mod store;
+mod message;
+pub mod spool;
 
 use std::cell::Cell;
 use std::io;
@@ -29,11 +30,10 @@ use crate::config::{BareLineEndings, Config};
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
 use link::ShardLink;
-pub use store::store_directory;
-use store::MessageStore;
+use spool::{ShardSpool, SpoolSettings};
 
 /// Memory each shard registers with io_uring for storage I/O. Small on purpose: it is locked
-/// memory (RLIMIT_MEMLOCK), and the interim store writes through the page cache anyway.
+/// memory (RLIMIT_MEMLOCK); spool batches larger than this use ordinary aligned allocations.
 pub const IO_MEMORY_BYTES: usize = 512 * 1024;
 
 /// How long a shard waits for the control thread's start-up ping before it warns.
@@ -157,10 +157,11 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         ..
     } = spec;
 
-    let store = match MessageStore::open(&config.server.spool, index).await {
-        Ok(store) => store,
+    let directory = shard_directory(&config.server.spool, index);
+    let spool = match open_spool(&directory).await {
+        Ok(spool) => spool,
         Err(error) => {
-            let _ = ready.send(Err(spool_failure(&config.server.spool, &error)));
+            let _ = ready.send(Err(spool_failure(&directory, &error)));
             return;
         }
     };
@@ -175,7 +176,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     }
 
     let (session_deadline_tx, session_deadline_rx) = flume::bounded::<()>(1);
-    let context = Rc::new(ShardContext::new(&config, store, session_deadline_rx));
+    let context = Rc::new(ShardContext::new(&config, index, spool, session_deadline_rx));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
     for fd in listeners {
@@ -198,7 +199,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
 
     drop(stop_accepting_tx);
     drain(&context, deadline, session_deadline_tx).await;
-    context.counters.log(index);
+    context.counters.log(index, context.spool.batches_written());
 }
 
 /// Waits for sessions to finish until `deadline`; then closes the rest with `421 4.3.2`.
@@ -227,6 +228,28 @@ async fn drain(context: &ShardContext, deadline: Instant, session_deadline: flum
             "sessions did not close in time; cutting them off"
         );
     }
+}
+
+/// `<spool>/shard-<i>`: everything one shard ever writes.
+pub fn shard_directory(spool: &Path, shard: usize) -> std::path::PathBuf {
+    spool.join(format!("shard-{shard}"))
+}
+
+/// Recovers the shard's earlier generations, then starts a new one. Recovery reads with plain
+/// blocking calls: it runs before this shard accepts anything, so nothing waits behind it.
+async fn open_spool(directory: &Path) -> io::Result<ShardSpool> {
+    let started = Instant::now();
+    let recovered = spool::recover(directory)?;
+    info!(
+        messages = recovered.index.len(),
+        segments = recovered.segments,
+        bytes = recovered.bytes,
+        torn_tails = recovered.torn_tails,
+        quarantined = recovered.quarantined,
+        elapsed = ?started.elapsed(),
+        "spool recovered"
+    );
+    ShardSpool::start(directory, recovered.next_generation, SpoolSettings::default()).await
 }
 
 fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
@@ -301,7 +324,9 @@ pub(crate) struct ShardContext {
     pub data_timeout: Duration,
     pub greeting_delay: Duration,
     pub sessions_max: usize,
-    pub store: MessageStore,
+    pub spool: ShardSpool,
+    shard: usize,
+    queue_ids: Cell<u32>,
     pub counters: Counters,
     pub sessions: Cell<usize>,
     session_ids: Cell<u64>,
@@ -312,7 +337,8 @@ pub(crate) struct ShardContext {
 impl ShardContext {
     fn new(
         config: &Config,
-        store: MessageStore,
+        shard: usize,
+        spool: ShardSpool,
         session_deadline: flume::Receiver<()>,
     ) -> ShardContext {
         let smtp = &config.smtp;
@@ -332,7 +358,9 @@ impl ShardContext {
             data_timeout: smtp.data_timeout,
             greeting_delay: smtp.greeting_delay,
             sessions_max: config.server.sessions_per_shard_max,
-            store,
+            spool,
+            shard,
+            queue_ids: Cell::new(0),
             counters: Counters::default(),
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
@@ -353,6 +381,14 @@ impl ShardContext {
         let _ = self.session_deadline.recv_async().await;
     }
 
+    /// A new queue id: generation, shard and a counter, so it is unique across shards and
+    /// restarts. Upper-case hex, as operators know from Postfix.
+    pub fn next_queue_id(&self) -> String {
+        let counter = self.queue_ids.get().wrapping_add(1);
+        self.queue_ids.set(counter);
+        format!("{:06X}{:02X}{counter:08X}", self.spool.generation(), self.shard & 0xff)
+    }
+
     fn next_session_id(&self) -> u64 {
         // Unique within the shard; the enclosing `shard` span makes it unique in the process.
         let id = self.session_ids.get() + 1;
@@ -370,9 +406,10 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn log(&self, shard: usize) {
+    fn log(&self, shard: usize, spool_batches: u64) {
         info!(
             shard,
+            spool_batches,
             sessions_accepted = self.sessions_accepted.get(),
             sessions_refused_over_limit = self.sessions_refused.get(),
             early_talkers = self.early_talkers.get(),

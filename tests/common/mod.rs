@@ -188,7 +188,7 @@ fn signal(pid: u32, signal: i32) {
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
-/// One stored message, split as the interim store writes it.
+/// One stored message, split as `postern spool export` writes it.
 #[derive(Debug)]
 pub struct Stored {
     pub path: PathBuf,
@@ -223,45 +223,34 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
+/// Every queued message in `spool`, read with `postern spool export` (the operator's tool), so
+/// the tests see exactly what recovery would see after a crash.
 pub fn stored_messages(spool: &Path) -> Vec<Stored> {
-    let mut found = Vec::new();
-    let Ok(shards) = fs::read_dir(spool.join("interim")) else {
-        return found;
-    };
-    for shard in shards.flatten() {
-        for entry in fs::read_dir(shard.path()).expect("shard dir").flatten() {
-            let path = entry.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("msg") {
-                continue;
-            }
-            let bytes = fs::read(&path).expect("read message");
-            let split = find(&bytes, b"DATA\r\n").expect("envelope ends with DATA");
-            let envelope = String::from_utf8_lossy(&bytes[..split])
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            found.push(Stored {
-                path,
-                envelope,
-                message: bytes[split + 6..].to_vec(),
-            });
-        }
-    }
-    found
-}
+    let output = tempfile::tempdir().expect("export directory");
+    let status = Command::new(postern_binary())
+        .args(["spool", "export", "--spool"])
+        .arg(spool)
+        .arg("--output")
+        .arg(output.path())
+        .stdout(Stdio::null())
+        .status()
+        .expect("run postern spool export");
+    assert!(status.success(), "postern spool export failed: {status}");
 
-/// Files the store left that are not messages (unfinished writes).
-pub fn leftover_temporaries(spool: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let Ok(shards) = fs::read_dir(spool.join("interim")) else {
-        return found;
-    };
-    for shard in shards.flatten() {
-        for entry in fs::read_dir(shard.path()).expect("shard dir").flatten() {
-            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                found.push(entry.path());
-            }
-        }
+    for entry in fs::read_dir(output.path()).expect("export directory").flatten() {
+        let path = entry.path();
+        let bytes = fs::read(&path).expect("read exported message");
+        let split = find(&bytes, b"DATA\r\n").expect("envelope ends with DATA");
+        let envelope = String::from_utf8_lossy(&bytes[..split])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        found.push(Stored {
+            path,
+            envelope,
+            message: bytes[split + 6..].to_vec(),
+        });
     }
     found
 }

@@ -1,0 +1,156 @@
+//! `postern spool export`: copies every queued message out of a spool, offline.
+//!
+//! Each message becomes one file `<queue id>.msg` in the output directory: the envelope written
+//! as the SMTP commands that carried it (`MAIL FROM`, one `RCPT TO` per recipient not yet
+//! delivered, with their DSN parameters in xtext), then `DATA`, then the message exactly as it
+//! will be relayed, starting with postern's `Received:` header. That is readable, greppable, and
+//! replayable with any SMTP client. It reads the spool the way recovery does and never writes to
+//! it, so it is safe on a copy, a stopped relay's spool, or (as a snapshot) a running one.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::fatal::{ExitReason, Fatal};
+use crate::shard::spool::{recover, segment_file_name};
+use crate::smtp::{BodyType, Envelope, Ret};
+use crate::spool::{BodyLocation, BodyRecord, QueuedMessage, RECORD_HEADER_BYTES};
+
+/// Exports every queued message of every shard under `spool` into `output`. Returns the count.
+pub fn export(spool: &Path, output: &Path) -> Result<usize, Fatal> {
+    let failure = |what: &str, path: &Path, error: io::Error| {
+        Fatal::new(
+            ExitReason::SpoolNotWritable,
+            format!("{what} {}: {error}", path.display()),
+            "check the path and its permissions",
+        )
+    };
+    fs::create_dir_all(output).map_err(|error| failure("cannot create", output, error))?;
+
+    let mut exported = 0;
+    for shard_directory in shard_directories(spool).map_err(|e| failure("cannot read", spool, e))? {
+        let recovered =
+            recover(&shard_directory).map_err(|e| failure("cannot recover", &shard_directory, e))?;
+        for message in recovered.index.iter() {
+            let bytes = render(&shard_directory, message)
+                .map_err(|e| failure("cannot read a message body in", &shard_directory, e))?;
+            let path = output.join(format!("{}.msg", message.commit.queue_id));
+            fs::write(&path, bytes).map_err(|error| failure("cannot write", &path, error))?;
+            exported += 1;
+        }
+    }
+    Ok(exported)
+}
+
+fn shard_directories(spool: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = fs::read_dir(spool)?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("shard-"))
+        .map(|entry| entry.path())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+fn render(shard_directory: &Path, message: &QueuedMessage) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let pending: Vec<usize> = message.pending.iter().map(|&index| index as usize).collect();
+    write_envelope(&mut out, &message.commit.envelope, &pending);
+    match &message.commit.body {
+        BodyLocation::Inline(bytes) => out.extend_from_slice(bytes),
+        BodyLocation::Extents(extents) => {
+            for extent in extents {
+                let path = shard_directory
+                    .join(format!("gen-{:08}", extent.generation))
+                    .join(segment_file_name(extent.segment));
+                out.extend_from_slice(&read_body_chunk(&path, extent.offset)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the BODY record at `offset` of a segment, checks it, and returns its chunk.
+fn read_body_chunk(segment: &Path, offset: u64) -> io::Result<Vec<u8>> {
+    let file = fs::File::open(segment)?;
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    file.read_exact_at(&mut header, offset)?;
+    let length = crate::spool::payload_length(&header)
+        .ok_or_else(|| io::Error::other("no record header at a body extent"))?;
+    let mut record = vec![0u8; RECORD_HEADER_BYTES + length];
+    file.read_exact_at(&mut record, offset)?;
+    let scan = crate::spool::scan_segment(&record);
+    let Some(crate::spool::Scanned::Record { payload, .. }) = scan.records.first() else {
+        return Err(io::Error::other("the body record at an extent is damaged"));
+    };
+    let body = BodyRecord::decode(payload).map_err(io::Error::other)?;
+    Ok(body.chunk.to_vec())
+}
+
+/// Writes the envelope as the SMTP commands that carried it, so the file reads like a replay.
+fn write_envelope(out: &mut Vec<u8>, envelope: &Envelope, pending: &[usize]) {
+    out.extend_from_slice(b"MAIL FROM:<");
+    out.extend_from_slice(envelope.mail_from.as_bytes());
+    out.push(b'>');
+    match envelope.body {
+        BodyType::EightBitMime => out.extend_from_slice(b" BODY=8BITMIME"),
+        BodyType::SevenBit => {}
+    }
+    if envelope.smtputf8 {
+        out.extend_from_slice(b" SMTPUTF8");
+    }
+    match envelope.ret {
+        Some(Ret::Full) => out.extend_from_slice(b" RET=FULL"),
+        Some(Ret::Headers) => out.extend_from_slice(b" RET=HDRS"),
+        None => {}
+    }
+    if let Some(envid) = &envelope.envid {
+        out.extend_from_slice(b" ENVID=");
+        xtext_encode(out, envid);
+    }
+    out.extend_from_slice(b"\r\n");
+
+    for (index, recipient) in envelope.rcpt_to.iter().enumerate() {
+        if !pending.contains(&index) {
+            continue;
+        }
+        out.extend_from_slice(b"RCPT TO:<");
+        out.extend_from_slice(recipient.address.as_bytes());
+        out.push(b'>');
+        if let Some(notify) = &recipient.notify {
+            let mut words = Vec::new();
+            if notify.never {
+                words.push("NEVER");
+            }
+            if notify.success {
+                words.push("SUCCESS");
+            }
+            if notify.failure {
+                words.push("FAILURE");
+            }
+            if notify.delay {
+                words.push("DELAY");
+            }
+            out.extend_from_slice(b" NOTIFY=");
+            out.extend_from_slice(words.join(",").as_bytes());
+        }
+        if let Some(orcpt) = &recipient.orcpt {
+            out.extend_from_slice(b" ORCPT=");
+            xtext_encode(out, orcpt);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"DATA\r\n");
+}
+
+/// RFC 3461 §4 xtext: printable ASCII except `+` and `=` as is, everything else as `+XX`.
+fn xtext_encode(out: &mut Vec<u8>, text: &str) {
+    for &byte in text.as_bytes() {
+        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
+            out.push(byte);
+        } else {
+            out.extend_from_slice(format!("+{byte:02X}").as_bytes());
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! One message on its way into the spool, as a session streams it.
+//!
+//! Small messages (the common case) stay in memory until end of data and go to disk inside
+//! their COMMIT record: one record, one copy. A message that grows past `BODY_CHUNK_BYTES`
+//! streams out as BODY records while it arrives, so a session's memory stays bounded whatever
+//! the message size, and the COMMIT then lists those records as the body's extents. A message
+//! that is abandoned simply never gets its COMMIT: its BODY records are garbage to recovery.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::spool::{ShardSpool, SpoolFailure};
+use crate::smtp::Envelope;
+use crate::spool::{BodyLocation, CommitRecord, Extent};
+
+/// Body bytes held in memory before they are written as a BODY record.
+const BODY_CHUNK_BYTES: usize = 256 * 1024;
+
+pub struct SpoolMessage {
+    queue_id: String,
+    received_at_unix_ms: u64,
+    buffer: Vec<u8>,
+    extents: Vec<Extent>,
+    spool: ShardSpool,
+}
+
+impl SpoolMessage {
+    /// Starts a message whose stored form begins with our `Received:` header.
+    pub fn begin(spool: &ShardSpool, queue_id: String, received: &str) -> SpoolMessage {
+        let mut buffer = Vec::with_capacity(8 * 1024);
+        buffer.extend_from_slice(received.as_bytes());
+        SpoolMessage {
+            queue_id,
+            received_at_unix_ms: unix_ms(SystemTime::now()),
+            buffer,
+            extents: Vec::new(),
+            spool: spool.clone(),
+        }
+    }
+
+    /// Takes the bytes out of `body` (leaving it empty, capacity kept).
+    pub async fn append(&mut self, body: &mut Vec<u8>) {
+        self.buffer.extend_from_slice(body);
+        body.clear();
+        while self.buffer.len() >= BODY_CHUNK_BYTES {
+            self.write_chunk(BODY_CHUNK_BYTES).await;
+        }
+    }
+
+    /// Writes the COMMIT and waits until it is durable.
+    pub async fn commit(mut self, envelope: &Envelope) -> Result<(), SpoolFailure> {
+        let body = if self.extents.is_empty() {
+            BodyLocation::Inline(std::mem::take(&mut self.buffer))
+        } else {
+            if !self.buffer.is_empty() {
+                self.write_chunk(self.buffer.len()).await;
+            }
+            BodyLocation::Extents(std::mem::take(&mut self.extents))
+        };
+        let record = CommitRecord {
+            queue_id: std::mem::take(&mut self.queue_id),
+            received_at_unix_ms: self.received_at_unix_ms,
+            envelope: envelope.clone(),
+            body,
+        };
+        self.spool.commit(&record).await.map(|_| ())
+    }
+
+    async fn write_chunk(&mut self, length: usize) {
+        let location = self.spool.append_body(&self.queue_id, &self.buffer[..length]).await;
+        self.extents.push(Extent {
+            generation: location.generation,
+            segment: location.segment,
+            offset: location.offset,
+            length: length as u32,
+        });
+        self.buffer.drain(..length);
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}

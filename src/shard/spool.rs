@@ -1,0 +1,461 @@
+//! The shard's spool I/O: segment files, group commit, and the recovery read at start-up.
+//!
+//! The record format, the scanner and the queue index are pure code in `crate::spool`; this file
+//! puts records on disk with glommio's DMA files. Guarantees:
+//!
+//! - At most one write+fdatasync is in flight per shard. Records appended while it runs form
+//!   the next batch, so under load one sync covers many messages (group commit).
+//! - `commit` resolves only after the fdatasync covering the COMMIT record completed; the
+//!   session says `250` only then.
+//! - Every batch starts on a fresh block and is zero-padded to the block end, so no write ever
+//!   touches a block that holds acknowledged data.
+//! - A new segment file is created, preallocated and made durable (file and directory synced)
+//!   before any record in it can be acknowledged.
+//! - A failed write or sync fails every commit in that batch (the clients hear `451`/`452` and
+//!   retry) and moves on to a fresh segment: after a failed fsync the page state of the old one
+//!   cannot be trusted.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::io::{Directory, DmaFile, OpenOptions};
+use tracing::{debug, error, info, warn};
+
+use crate::spool::{
+    encode_record, BodyRecord, CommitRecord, RecordLocation, RecordType,
+    BLOCK_BYTES,
+};
+
+/// Sizes that shape the spool's I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolSettings {
+    /// Size of each segment file; records never span segments.
+    pub segment_bytes: u64,
+    /// Appended records may wait for the committer up to this many bytes; beyond it, sessions
+    /// streaming bodies wait, so memory stays bounded when the disk is the bottleneck.
+    pub pending_max_bytes: usize,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> SpoolSettings {
+        SpoolSettings {
+            segment_bytes: 64 << 20,
+            pending_max_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Why a commit did not become durable. The session maps it to `451` or `452`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SpoolFailure {
+    pub no_space: bool,
+    pub message: String,
+}
+
+impl SpoolFailure {
+    fn from_io(context: &str, error: &io::Error) -> SpoolFailure {
+        let no_space = matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        SpoolFailure {
+            no_space,
+            message: format!("{context}: {error}"),
+        }
+    }
+}
+
+/// Records waiting for the committer, for one segment, starting at a block boundary.
+struct Piece {
+    segment: u64,
+    base_offset: u64,
+    bytes: Vec<u8>,
+}
+
+type Waiter = LocalSender<Result<(), SpoolFailure>>;
+
+struct State {
+    generation: u64,
+    directory: PathBuf,
+    settings: SpoolSettings,
+    pieces: Vec<Piece>,
+    pending_bytes: usize,
+    waiters: Vec<Waiter>,
+    /// Sequence number of the next record (per generation, starting at 1).
+    sequence: u64,
+    /// The segment new records go to, and where its next piece starts (block aligned).
+    segment: u64,
+    next_offset: u64,
+    batches_written: u64,
+}
+
+impl State {
+    /// Appends one record to the filling batch and returns where it will live on disk.
+    fn append(&mut self, record_type: RecordType, payload: &[u8]) -> RecordLocation {
+        let record_bytes = (crate::spool::RECORD_HEADER_BYTES + payload.len()) as u64;
+        debug_assert!(record_bytes + BLOCK_BYTES as u64 <= self.settings.segment_bytes);
+
+        let fits = |piece: &Piece, segment_bytes: u64| {
+            let end = piece.base_offset + piece.bytes.len() as u64 + record_bytes;
+            end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64 <= segment_bytes
+        };
+        let in_current = self.pieces.last().filter(|piece| piece.segment == self.segment);
+        let last_has_room = in_current.is_some_and(|piece| fits(piece, self.settings.segment_bytes));
+        if !last_has_room {
+            let fresh = Piece {
+                segment: self.segment,
+                base_offset: self.next_offset,
+                bytes: Vec::new(),
+            };
+            if in_current.is_some() || !fits(&fresh, self.settings.segment_bytes) {
+                // The current segment is full: records continue at the start of the next one.
+                self.segment += 1;
+                self.next_offset = 0;
+            }
+            self.pieces.push(Piece {
+                segment: self.segment,
+                base_offset: self.next_offset,
+                bytes: Vec::with_capacity(64 * 1024),
+            });
+        }
+
+        let Some(piece) = self.pieces.last_mut() else {
+            unreachable!("a piece was pushed above when none fitted");
+        };
+        let offset = piece.base_offset + piece.bytes.len() as u64;
+        let before = piece.bytes.len();
+        encode_record(&mut piece.bytes, record_type, self.sequence, payload);
+        self.sequence += 1;
+        self.pending_bytes += piece.bytes.len() - before;
+        RecordLocation {
+            generation: self.generation,
+            segment: piece.segment,
+            offset,
+        }
+    }
+
+    /// Takes the filling batch for the committer; later appends start the next batch.
+    fn take_batch(&mut self) -> (Vec<Piece>, Vec<Waiter>) {
+        let pieces = std::mem::take(&mut self.pieces);
+        if let Some(last) = pieces.last() {
+            let end = last.base_offset + last.bytes.len() as u64;
+            self.segment = last.segment;
+            self.next_offset = end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
+        }
+        self.pending_bytes = 0;
+        (pieces, std::mem::take(&mut self.waiters))
+    }
+}
+
+/// One shard's spool writer. Cheap to clone (an `Rc`); lives on one shard thread.
+#[derive(Clone)]
+pub struct ShardSpool {
+    state: Rc<RefCell<State>>,
+    kick: LocalSender<()>,
+}
+
+impl ShardSpool {
+    /// Starts a new generation directory under `shard_directory` and its committer task.
+    pub async fn start(
+        shard_directory: &Path,
+        generation: u64,
+        settings: SpoolSettings,
+    ) -> io::Result<ShardSpool> {
+        let directory = shard_directory.join(format!("gen-{generation:08}"));
+        std::fs::create_dir_all(&directory)?;
+        sync_directory(shard_directory).await?;
+
+        let state = Rc::new(RefCell::new(State {
+            generation,
+            directory,
+            settings,
+            pieces: Vec::new(),
+            pending_bytes: 0,
+            waiters: Vec::new(),
+            sequence: 1,
+            segment: 1,
+            next_offset: 0,
+            batches_written: 0,
+        }));
+        let (kick, kicked) = local_channel::new_bounded(1);
+        let committer = Committer {
+            state: Rc::clone(&state),
+            segments: Vec::new(),
+        };
+        glommio::spawn_local(committer.run(kicked)).detach();
+        Ok(ShardSpool { state, kick })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.state.borrow().generation
+    }
+
+    /// Appends a BODY record (written with the next batch, not awaited).
+    pub async fn append_body(&self, queue_id: &str, chunk: &[u8]) -> RecordLocation {
+        self.wait_for_room().await;
+        let mut payload = Vec::with_capacity(chunk.len() + queue_id.len() + 8);
+        BodyRecord { queue_id, chunk }.encode(&mut payload);
+        let location = self.state.borrow_mut().append(RecordType::Body, &payload);
+        let _ = self.kick.try_send(());
+        location
+    }
+
+    /// Appends a COMMIT record and waits until it is durable.
+    pub async fn commit(&self, record: &CommitRecord) -> Result<RecordLocation, SpoolFailure> {
+        self.wait_for_room().await;
+        let mut payload = Vec::new();
+        record.encode(&mut payload);
+        let (reply, replied) = local_channel::new_bounded(1);
+        let location = {
+            let mut state = self.state.borrow_mut();
+            let location = state.append(RecordType::Commit, &payload);
+            state.waiters.push(reply);
+            location
+        };
+        let _ = self.kick.try_send(());
+        match replied.recv().await {
+            Some(Ok(())) => Ok(location),
+            Some(Err(failure)) => Err(failure),
+            None => Err(SpoolFailure {
+                no_space: false,
+                message: "the spool committer stopped".into(),
+            }),
+        }
+    }
+
+    /// Batches written so far (each one write and one fdatasync).
+    pub fn batches_written(&self) -> u64 {
+        self.state.borrow().batches_written
+    }
+
+    async fn wait_for_room(&self) {
+        while self.state.borrow().pending_bytes > self.state.borrow().settings.pending_max_bytes {
+            let _ = self.kick.try_send(());
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// The task that turns batches into durable writes, one at a time.
+struct Committer {
+    state: Rc<RefCell<State>>,
+    /// Open segment files of this generation, by segment number (usually one or two).
+    segments: Vec<(u64, Rc<DmaFile>)>,
+}
+
+impl Committer {
+    async fn run(mut self, kicked: LocalReceiver<()>) {
+        loop {
+            let (pieces, waiters) = {
+                let mut state = self.state.borrow_mut();
+                if state.pieces.is_empty() {
+                    drop(state);
+                    if kicked.recv().await.is_none() {
+                        return;
+                    }
+                    continue;
+                }
+                state.take_batch()
+            };
+
+            let result = self.write_batch(&pieces).await;
+            match &result {
+                Ok(()) => self.state.borrow_mut().batches_written += 1,
+                Err(failure) => error!(
+                    error = %failure,
+                    "spool write failed; the messages in this batch were refused with 451/452"
+                ),
+            }
+            for waiter in waiters {
+                let _ = waiter.try_send(result.clone());
+            }
+        }
+    }
+
+    async fn write_batch(&mut self, pieces: &[Piece]) -> Result<(), SpoolFailure> {
+        let mut touched: Vec<Rc<DmaFile>> = Vec::with_capacity(2);
+        for piece in pieces {
+            let file = self.segment_file(piece.segment).await?;
+            let length = piece.bytes.len();
+            let padded_length = length.div_ceil(BLOCK_BYTES) * BLOCK_BYTES;
+            let mut buffer = file.alloc_dma_buffer(padded_length);
+            let target = buffer.as_bytes_mut();
+            target[..length].copy_from_slice(&piece.bytes);
+            target[length..].fill(0);
+            let written = file
+                .write_at(buffer, piece.base_offset)
+                .await
+                .map_err(|error| SpoolFailure::from_io("writing a segment", &io::Error::from(error)))?;
+            if written != padded_length {
+                return Err(SpoolFailure {
+                    no_space: false,
+                    message: format!("short segment write: {written} of {padded_length} bytes"),
+                });
+            }
+            if !touched.iter().any(|f| Rc::ptr_eq(f, &file)) {
+                touched.push(file);
+            }
+        }
+        for file in touched {
+            file.fdatasync()
+                .await
+                .map_err(|error| SpoolFailure::from_io("syncing a segment", &io::Error::from(error)))?;
+        }
+        self.retire_old_segments(pieces);
+        Ok(())
+    }
+
+    /// Opens (creating, preallocating and syncing it if new) the file of `segment`.
+    async fn segment_file(&mut self, segment: u64) -> Result<Rc<DmaFile>, SpoolFailure> {
+        if let Some((_, file)) = self.segments.iter().find(|(number, _)| *number == segment) {
+            return Ok(Rc::clone(file));
+        }
+        let (directory, size) = {
+            let state = self.state.borrow();
+            (state.directory.clone(), state.settings.segment_bytes)
+        };
+        let path = directory.join(segment_file_name(segment));
+        let create = async {
+            let file = OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .dma_open(&path)
+                .await?;
+            file.pre_allocate(size, false).await?;
+            file.fdatasync().await?;
+            Ok::<DmaFile, glommio::GlommioError<()>>(file)
+        };
+        let file = create
+            .await
+            .map_err(|error| SpoolFailure::from_io("creating a segment", &io::Error::from(error)))?;
+        sync_directory(&directory)
+            .await
+            .map_err(|error| SpoolFailure::from_io("syncing the spool directory", &error))?;
+        debug!(segment, path = %path.display(), "new spool segment");
+        let file = Rc::new(file);
+        self.segments.push((segment, Rc::clone(&file)));
+        Ok(file)
+    }
+
+    /// Closes segment files no later batch will write (everything before the newest).
+    fn retire_old_segments(&mut self, pieces: &[Piece]) {
+        let Some(newest) = pieces.iter().map(|piece| piece.segment).max() else {
+            return;
+        };
+        self.segments.retain(|(segment, _)| *segment >= newest);
+    }
+}
+
+/// `seg-00000001.log`: fixed width so a plain sort is the log order.
+pub fn segment_file_name(segment: u64) -> String {
+    format!("seg-{segment:08}.log")
+}
+
+async fn sync_directory(directory: &Path) -> io::Result<()> {
+    let handle = Directory::open(directory).await.map_err(io::Error::from)?;
+    handle.sync().await.map_err(io::Error::from)?;
+    handle.close().await.map_err(io::Error::from)
+}
+
+/// What recovery found in one shard's spool directory.
+pub struct Recovered {
+    pub index: crate::spool::QueueIndex,
+    pub next_generation: u64,
+    pub segments: usize,
+    pub bytes: u64,
+    pub torn_tails: usize,
+    pub quarantined: usize,
+}
+
+/// Scans every generation of one shard, in order, and rebuilds the queue index. Runs once at
+/// start-up, before the shard serves, so plain blocking reads are acceptable here.
+pub fn recover(shard_directory: &Path) -> io::Result<Recovered> {
+    let mut recovered = Recovered {
+        index: crate::spool::QueueIndex::new(),
+        next_generation: 1,
+        segments: 0,
+        bytes: 0,
+        torn_tails: 0,
+        quarantined: 0,
+    };
+    for (generation, directory) in numbered_entries(shard_directory, "gen-", "")? {
+        recovered.next_generation = recovered.next_generation.max(generation + 1);
+        let segments = numbered_entries(&directory, "seg-", ".log")?;
+        let newest = segments.last().map(|(number, _)| *number);
+        for (segment, path) in &segments {
+            recover_segment(&mut recovered, generation, *segment, path, Some(*segment) == newest)?;
+        }
+    }
+    Ok(recovered)
+}
+
+fn recover_segment(
+    recovered: &mut Recovered,
+    generation: u64,
+    segment: u64,
+    path: &Path,
+    newest_in_generation: bool,
+) -> io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    recovered.segments += 1;
+    recovered.bytes += bytes.len() as u64;
+    let scan = crate::spool::scan_segment(&bytes);
+    for record in &scan.records {
+        let crate::spool::Scanned::Record {
+            record_type,
+            payload,
+            offset,
+            ..
+        } = record;
+        let location = RecordLocation {
+            generation,
+            segment,
+            offset: *offset,
+        };
+        if let Err(error) = recovered.index.apply(location, *record_type, payload) {
+            warn!(path = %path.display(), offset, %error, "undecodable record payload skipped");
+        }
+    }
+    if let crate::spool::ScanEnd::Bad { offset, reason } = &scan.end {
+        if newest_in_generation {
+            // A crash during the last batch: nothing at or after `offset` was acknowledged.
+            recovered.torn_tails += 1;
+            info!(path = %path.display(), offset, ?reason, "torn tail after a crash; ignored");
+        } else {
+            recovered.quarantined += 1;
+            error!(
+                path = %path.display(),
+                offset,
+                ?reason,
+                "damaged record in a sealed segment: records after it are unreadable; the segment is kept for inspection"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Entries of `directory` named `<prefix><number><suffix>`, sorted by number.
+fn numbered_entries(directory: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(error) => return Err(error),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let number = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .and_then(|digits| digits.parse::<u64>().ok());
+        if let Some(number) = number {
+            found.push((number, entry.path()));
+        }
+    }
+    found.sort_unstable_by_key(|(number, _)| *number);
+    Ok(found)
+}
