@@ -397,7 +397,8 @@ mod tests {
             let expected = reference(&input, line_max, size_max, accept_bare)
                 .expect("a terminator was appended");
             let (used, body, verdict) = streamed(&input, &cuts, line_max, size_max, accept_bare);
-            prop_assert_eq!((used, body, verdict), (expected.0, expected.1.clone(), Some(expected.2)));
+            let want = (expected.0, expected.1.clone(), Some(expected.2));
+            prop_assert_eq!((used, body, verdict), want);
 
             // Without the appended terminator: same end if the input had one of its own,
             // otherwise all consumed and a prefix of the body.

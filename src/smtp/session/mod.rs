@@ -510,6 +510,10 @@ impl LineBuffer {
             self.bytes = Vec::new();
             return;
         }
+        // One allocation of exactly the limit: the buffer then never grows past it.
+        if self.bytes.capacity() < max {
+            self.bytes.reserve_exact(max - self.bytes.len());
+        }
         self.bytes.extend_from_slice(partial);
     }
 }
