@@ -75,17 +75,8 @@ impl Relay {
         let config_path = directory.path().join("postern.toml");
         fs::write(&config_path, config).expect("write config");
         let log_path = directory.path().join("postern.log");
-        let log = fs::File::create(&log_path).expect("log file");
-
-        let child = Command::new(postern_binary())
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postern");
         let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let child = spawn_relay(&config_path, &log_path);
         let mut relay = Relay {
             child,
             address,
@@ -96,6 +87,19 @@ impl Relay {
         };
         relay.wait_until_listening();
         relay
+    }
+
+    /// Kills the relay with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the relay again on the same configuration and spool, after a stop or a kill.
+    pub fn restart(&mut self) {
+        let _ = fs::remove_file(&self.log_path);
+        self.child = spawn_relay(&self.config_path, &self.log_path);
+        self.wait_until_listening();
     }
 
     fn wait_until_listening(&mut self) {
@@ -173,6 +177,18 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn_relay(config_path: &Path, log_path: &Path) -> Child {
+    let log = fs::File::create(log_path).expect("log file");
+    Command::new(postern_binary())
+        .args(["serve", "--config"])
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start postern")
 }
 
 fn libc_sigterm() -> i32 {
