@@ -11,9 +11,15 @@
 //! block holding acknowledged data; every decoder is bounds-checked and returns an error on
 //! malformed input instead of panicking or allocating without limit.
 
+mod codec;
+mod payload;
 mod record;
 mod scan;
 
+pub use payload::{
+    peek_queue_id, AdminRecord, BodyLocation, BodyRecord, CommitRecord, Extent, OutcomeRecord,
+    PayloadError, INLINE_BODY_MAX_BYTES, PAYLOAD_VERSION,
+};
 pub use record::{
     encode_record, pad_to_block, record_length, RecordType, BLOCK_BYTES, RECORD_HEADER_BYTES,
     RECORD_MAGIC, RECORD_PAYLOAD_MAX_BYTES,
