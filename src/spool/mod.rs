@@ -12,10 +12,12 @@
 //! malformed input instead of panicking or allocating without limit.
 
 mod codec;
+mod index;
 mod payload;
 mod record;
 mod scan;
 
+pub use index::{QueueIndex, QueuedMessage, RecordLocation};
 pub use payload::{
     peek_queue_id, AdminRecord, BodyLocation, BodyRecord, CommitRecord, Extent, OutcomeRecord,
     PayloadError, INLINE_BODY_MAX_BYTES, PAYLOAD_VERSION,
