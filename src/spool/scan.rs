@@ -29,8 +29,8 @@ pub enum Scanned<'a> {
 /// Why bytes that are not padding failed to form a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 pub enum BadRecord {
-    /// Non-zero bytes that do not start with the record magic (including non-zero bytes inside
-    /// the zero padding that ends a batch).
+    /// Non-zero bytes that do not start with the record magic, or zero padding that turns
+    /// non-zero before the next block boundary (reported where the padding starts).
     #[error("record magic is wrong")]
     Magic,
     /// The length field is over `RECORD_PAYLOAD_MAX_BYTES`, or the record runs past the end of
@@ -64,7 +64,7 @@ pub struct SegmentScan<'a> {
     pub records: Vec<Scanned<'a>>,
     pub end: ScanEnd,
     /// Bytes from the start of the segment that are valid records or valid padding: the clean
-    /// end position, or the offset of the bad record.
+    /// end position, or the `Bad` offset (which is where the last valid record ends).
     pub valid_bytes: u64,
     /// When the scan ended `Clean` at a zero block, the offset of the first non-zero byte after
     /// that block start, if any. In a sealed segment this means writes were lost and the caller
@@ -124,7 +124,7 @@ pub fn decode_record(bytes: &[u8], offset: u64) -> Result<Scanned<'_>, BadRecord
 ///
 /// A batch starts on a block boundary and ends with zero padding up to the next one, so: a zero
 /// byte where a record could start begins padding, which must stay zero up to the next block
-/// boundary (a non-zero byte in it is `Bad` at that byte); a zero byte at a block start is the
+/// boundary (if it does not, the run is `Bad` where it starts); a zero byte at a block start is the
 /// clean end of the written log; any other bytes that do not form a valid record end the scan
 /// as `Bad` at the record's offset.
 pub fn scan_segment(bytes: &[u8]) -> SegmentScan<'_> {
@@ -145,8 +145,10 @@ pub fn scan_segment(bytes: &[u8]) -> SegmentScan<'_> {
                 break ScanEnd::Clean;
             }
             let boundary = next_block_boundary(position).min(bytes.len());
-            if let Some(nonzero) = first_nonzero(&bytes[position..boundary]) {
-                position += nonzero;
+            // The whole run is reported bad, not just the byte: a record whose first byte was
+            // zeroed must not have its offset moved, and `valid_bytes` then always ends at the
+            // last good record.
+            if first_nonzero(&bytes[position..boundary]).is_some() {
                 break ScanEnd::Bad {
                     offset: position as u64,
                     reason: BadRecord::Magic,
@@ -421,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn non_zero_byte_in_padding_is_bad_at_that_byte() {
+    fn non_zero_byte_in_padding_is_bad_where_the_padding_starts() {
         let batches = three_batches();
         let (mut segment, placed) = write_batches(&batches);
         let (offset, length) = placed[2];
@@ -433,11 +435,39 @@ mod tests {
         assert_eq!(
             scan.end,
             ScanEnd::Bad {
-                offset: in_padding as u64,
+                offset: offset + length as u64,
                 reason: BadRecord::Magic
             }
         );
         assert_eq!(scan.records.len(), 3);
+    }
+
+    #[test]
+    fn zeroed_first_byte_of_a_record() {
+        let batches = three_batches();
+        let (segment, placed) = write_batches(&batches);
+
+        // Inside a batch: the record is bad at its own offset, not one byte later.
+        let mut damaged = segment.clone();
+        damaged[placed[1].0 as usize] = 0;
+        let scan = scan_segment(&damaged);
+        assert_eq!(
+            scan.end,
+            ScanEnd::Bad {
+                offset: placed[1].0,
+                reason: BadRecord::Magic
+            }
+        );
+        assert_eq!(scan.valid_bytes, placed[1].0);
+
+        // At a batch's start: indistinguishable from never-written space, so the scan ends
+        // clean and reports what follows for the caller to judge.
+        let mut damaged = segment.clone();
+        damaged[placed[2].0 as usize] = 0;
+        let scan = scan_segment(&damaged);
+        assert_eq!(scan.end, ScanEnd::Clean);
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.data_after_clean_end, Some(placed[2].0 + 1));
     }
 
     #[test]
@@ -547,8 +577,17 @@ mod tests {
             prop_assert_eq!(plain(&scan), all_records(&batches)[..kept].to_vec());
             let offset = match placed.get(kept) {
                 Some((offset, _)) if *offset as usize <= at => *offset,
-                _ => at as u64,
+                // In padding, which starts where the last record before it ends (the segment
+                // starts with a record, so there is one).
+                _ => placed[kept - 1].0 + placed[kept - 1].1 as u64,
             };
+            if offset as usize == at && at % BLOCK_BYTES == 0 && segment[at] == 0 {
+                // Zeroing a batch's first byte makes it look never written: a clean end, with
+                // the rest reported beside it for the caller to judge.
+                prop_assert_eq!(scan.end, ScanEnd::Clean);
+                prop_assert_eq!(scan.data_after_clean_end, Some(at as u64 + 1));
+                return Ok(());
+            }
             prop_assert!(
                 matches!(scan.end, ScanEnd::Bad { offset: bad, .. } if bad == offset),
                 "flip at {} gave {:?}, expected {} {:?}", at, scan.end, offset, placed
