@@ -14,4 +14,5 @@ pub mod logging;
 pub mod serve;
 pub mod shard;
 pub mod smtp;
+pub mod spool;
 pub mod time;
