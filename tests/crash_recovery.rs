@@ -39,7 +39,12 @@ fn every_acknowledged_message_survives_kill_9() {
     let seed = std::env::var("POSTERN_CRASH_SEED")
         .ok()
         .and_then(|text| text.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64)
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
         | 1;
     println!("crash_recovery seed: {seed} (replay with POSTERN_CRASH_SEED={seed})");
     let mut random = XorShift(seed);
@@ -56,7 +61,9 @@ fn every_acknowledged_message_survives_kill_9() {
             .map(|sender| {
                 let (stop, acknowledged) = (Arc::clone(&stop), Arc::clone(&acknowledged));
                 let address = relay.address;
-                thread::spawn(move || send_until_stopped(address, trial, sender, &stop, &acknowledged))
+                thread::spawn(move || {
+                    send_until_stopped(address, trial, sender, &stop, &acknowledged)
+                })
             })
             .collect();
 
@@ -70,8 +77,10 @@ fn every_acknowledged_message_survives_kill_9() {
         relay.restart();
         let recovered = recovered_ids(&relay);
         let acknowledged = acknowledged.lock().expect("ids").clone();
-        let lost: Vec<&String> =
-            acknowledged.iter().filter(|id| !recovered.contains_key(*id)).collect();
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|id| !recovered.contains_key(*id))
+            .collect();
         assert!(
             lost.is_empty(),
             "trial {trial} (seed {seed}): {} of {} acknowledged messages lost: {:?}",
@@ -80,11 +89,19 @@ fn every_acknowledged_message_survives_kill_9() {
             &lost[..lost.len().min(10)]
         );
         let duplicated = recovered.values().filter(|count| **count > 1).count();
-        assert_eq!(duplicated, 0, "trial {trial}: duplicated messages in the spool");
+        assert_eq!(
+            duplicated, 0,
+            "trial {trial}: duplicated messages in the spool"
+        );
         acknowledged_total += acknowledged.len();
     }
-    println!("crash_recovery: {acknowledged_total} acknowledged messages over {TRIALS} kills, none lost");
-    assert!(acknowledged_total > 0, "no message was acknowledged: the test tested nothing");
+    println!(
+        "crash_recovery: {acknowledged_total} acknowledged messages over {TRIALS} kills, none lost"
+    );
+    assert!(
+        acknowledged_total > 0,
+        "no message was acknowledged: the test tested nothing"
+    );
 }
 
 /// Every X-Test-Id in the recovered spool, with how often it occurs.
@@ -92,7 +109,10 @@ fn recovered_ids(relay: &Relay) -> BTreeMap<String, usize> {
     let mut ids = BTreeMap::new();
     for message in relay.stored() {
         let text = message.message_text();
-        if let Some(id) = text.lines().find_map(|line| line.strip_prefix("X-Test-Id: ")) {
+        if let Some(id) = text
+            .lines()
+            .find_map(|line| line.strip_prefix("X-Test-Id: "))
+        {
             *ids.entry(id.trim().to_owned()).or_insert(0) += 1;
         }
     }
@@ -142,7 +162,10 @@ struct Connection {
 
 impl Connection {
     fn command(&mut self, line: &str) -> Option<u16> {
-        self.reader.get_mut().write_all(format!("{line}\r\n").as_bytes()).ok()?;
+        self.reader
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .ok()?;
         self.reply()
     }
 

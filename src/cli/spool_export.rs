@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use crate::fatal::{ExitReason, Fatal};
 use crate::shard::spool::{recover, segment_file_name};
 use crate::smtp::{BodyType, Envelope, Ret};
-use crate::spool::{BodyLocation, BodyRecord, QueuedMessage, RECORD_HEADER_BYTES};
+use crate::spool::{
+    decode_record, BodyLocation, BodyRecord, Extent, QueuedMessage, Scanned, RECORD_HEADER_BYTES,
+};
 
 /// Exports every queued message of every shard under `spool` into `output`. Returns the count.
 pub fn export(spool: &Path, output: &Path) -> Result<usize, Fatal> {
@@ -30,8 +32,8 @@ pub fn export(spool: &Path, output: &Path) -> Result<usize, Fatal> {
 
     let mut exported = 0;
     for shard_directory in shard_directories(spool).map_err(|e| failure("cannot read", spool, e))? {
-        let recovered =
-            recover(&shard_directory).map_err(|e| failure("cannot recover", &shard_directory, e))?;
+        let recovered = recover(&shard_directory)
+            .map_err(|e| failure("cannot recover", &shard_directory, e))?;
         for message in recovered.index.iter() {
             let bytes = render(&shard_directory, message)
                 .map_err(|e| failure("cannot read a message body in", &shard_directory, e))?;
@@ -55,7 +57,11 @@ fn shard_directories(spool: &Path) -> io::Result<Vec<PathBuf>> {
 
 fn render(shard_directory: &Path, message: &QueuedMessage) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    let pending: Vec<usize> = message.pending.iter().map(|&index| index as usize).collect();
+    let pending: Vec<usize> = message
+        .pending
+        .iter()
+        .map(|&index| index as usize)
+        .collect();
     write_envelope(&mut out, &message.commit.envelope, &pending);
     match &message.commit.body {
         BodyLocation::Inline(bytes) => out.extend_from_slice(bytes),
@@ -64,25 +70,24 @@ fn render(shard_directory: &Path, message: &QueuedMessage) -> io::Result<Vec<u8>
                 let path = shard_directory
                     .join(format!("gen-{:08}", extent.generation))
                     .join(segment_file_name(extent.segment));
-                out.extend_from_slice(&read_body_chunk(&path, extent.offset)?);
+                out.extend_from_slice(&read_body_chunk(&path, extent)?);
             }
         }
     }
     Ok(out)
 }
 
-/// Reads the BODY record at `offset` of a segment, checks it, and returns its chunk.
-fn read_body_chunk(segment: &Path, offset: u64) -> io::Result<Vec<u8>> {
+/// Reads the BODY record an extent points at, checks its CRC, and returns its chunk.
+fn read_body_chunk(segment: &Path, extent: &Extent) -> io::Result<Vec<u8>> {
     let file = fs::File::open(segment)?;
-    let mut header = [0u8; RECORD_HEADER_BYTES];
-    file.read_exact_at(&mut header, offset)?;
-    let length = crate::spool::payload_length(&header)
-        .ok_or_else(|| io::Error::other("no record header at a body extent"))?;
-    let mut record = vec![0u8; RECORD_HEADER_BYTES + length];
-    file.read_exact_at(&mut record, offset)?;
-    let scan = crate::spool::scan_segment(&record);
-    let Some(crate::spool::Scanned::Record { payload, .. }) = scan.records.first() else {
-        return Err(io::Error::other("the body record at an extent is damaged"));
+    let mut record = vec![0u8; RECORD_HEADER_BYTES + extent.length as usize];
+    file.read_exact_at(&mut record, extent.offset)?;
+    let Ok(Scanned::Record { payload, .. }) = decode_record(&record, extent.offset) else {
+        return Err(io::Error::other(format!(
+            "the body record at offset {} of {} is damaged",
+            extent.offset,
+            segment.display()
+        )));
     };
     let body = BodyRecord::decode(payload).map_err(io::Error::other)?;
     Ok(body.chunk.to_vec())

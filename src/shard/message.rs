@@ -10,10 +10,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::spool::{ShardSpool, SpoolFailure};
 use crate::smtp::Envelope;
-use crate::spool::{BodyLocation, CommitRecord, Extent};
+use crate::spool::{BodyLocation, BodyRecord, CommitRecord, Extent, INLINE_BODY_MAX_BYTES};
 
-/// Body bytes held in memory before they are written as a BODY record.
-const BODY_CHUNK_BYTES: usize = 256 * 1024;
+/// Body bytes held in memory before they are written as a BODY record: the same bound that
+/// keeps an inline body inside its COMMIT, so a COMMIT always leaves room for its envelope.
+const BODY_CHUNK_BYTES: usize = INLINE_BODY_MAX_BYTES;
 
 pub struct SpoolMessage {
     queue_id: String,
@@ -66,12 +67,16 @@ impl SpoolMessage {
     }
 
     async fn write_chunk(&mut self, length: usize) {
-        let location = self.spool.append_body(&self.queue_id, &self.buffer[..length]).await;
+        let record = BodyRecord {
+            queue_id: &self.queue_id,
+            chunk: &self.buffer[..length],
+        };
+        let location = self.spool.append_body(&record).await;
         self.extents.push(Extent {
             generation: location.generation,
             segment: location.segment,
             offset: location.offset,
-            length: length as u32,
+            length: record.encoded_len() as u32,
         });
         self.buffer.drain(..length);
     }

@@ -176,7 +176,12 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     }
 
     let (session_deadline_tx, session_deadline_rx) = flume::bounded::<()>(1);
-    let context = Rc::new(ShardContext::new(&config, index, spool, session_deadline_rx));
+    let context = Rc::new(ShardContext::new(
+        &config,
+        index,
+        spool,
+        session_deadline_rx,
+    ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
     for fd in listeners {
@@ -249,7 +254,12 @@ async fn open_spool(directory: &Path) -> io::Result<ShardSpool> {
         elapsed = ?started.elapsed(),
         "spool recovered"
     );
-    ShardSpool::start(directory, recovered.next_generation, SpoolSettings::default()).await
+    ShardSpool::start(
+        directory,
+        recovered.next_generation,
+        SpoolSettings::default(),
+    )
+    .await
 }
 
 fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
@@ -386,7 +396,11 @@ impl ShardContext {
     pub fn next_queue_id(&self) -> String {
         let counter = self.queue_ids.get().wrapping_add(1);
         self.queue_ids.set(counter);
-        format!("{:06X}{:02X}{counter:08X}", self.spool.generation(), self.shard & 0xff)
+        format!(
+            "{:06X}{:02X}{counter:08X}",
+            self.spool.generation(),
+            self.shard & 0xff
+        )
     }
 
     fn next_session_id(&self) -> u64 {

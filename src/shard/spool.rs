@@ -25,8 +25,8 @@ use glommio::io::{Directory, DmaFile, OpenOptions};
 use tracing::{debug, error, info, warn};
 
 use crate::spool::{
-    encode_record, BodyRecord, CommitRecord, RecordLocation, RecordType,
-    BLOCK_BYTES,
+    encode_record, BodyRecord, CommitRecord, RecordLocation, RecordType, BLOCK_BYTES,
+    RECORD_PAYLOAD_MAX_BYTES,
 };
 
 /// Sizes that shape the spool's I/O.
@@ -58,7 +58,10 @@ pub struct SpoolFailure {
 
 impl SpoolFailure {
     fn from_io(context: &str, error: &io::Error) -> SpoolFailure {
-        let no_space = matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+        let no_space = matches!(
+            error.raw_os_error(),
+            Some(libc::ENOSPC) | Some(libc::EDQUOT)
+        );
         SpoolFailure {
             no_space,
             message: format!("{context}: {error}"),
@@ -100,8 +103,12 @@ impl State {
             let end = piece.base_offset + piece.bytes.len() as u64 + record_bytes;
             end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64 <= segment_bytes
         };
-        let in_current = self.pieces.last().filter(|piece| piece.segment == self.segment);
-        let last_has_room = in_current.is_some_and(|piece| fits(piece, self.settings.segment_bytes));
+        let in_current = self
+            .pieces
+            .last()
+            .filter(|piece| piece.segment == self.segment);
+        let last_has_room =
+            in_current.is_some_and(|piece| fits(piece, self.settings.segment_bytes));
         if !last_has_room {
             let fresh = Piece {
                 segment: self.segment,
@@ -152,7 +159,7 @@ impl State {
 #[derive(Clone)]
 pub struct ShardSpool {
     state: Rc<RefCell<State>>,
-    kick: LocalSender<()>,
+    kick: Rc<LocalSender<()>>,
 }
 
 impl ShardSpool {
@@ -184,7 +191,10 @@ impl ShardSpool {
             segments: Vec::new(),
         };
         glommio::spawn_local(committer.run(kicked)).detach();
-        Ok(ShardSpool { state, kick })
+        Ok(ShardSpool {
+            state,
+            kick: Rc::new(kick),
+        })
     }
 
     pub fn generation(&self) -> u64 {
@@ -192,10 +202,10 @@ impl ShardSpool {
     }
 
     /// Appends a BODY record (written with the next batch, not awaited).
-    pub async fn append_body(&self, queue_id: &str, chunk: &[u8]) -> RecordLocation {
+    pub async fn append_body(&self, record: &BodyRecord<'_>) -> RecordLocation {
         self.wait_for_room().await;
-        let mut payload = Vec::with_capacity(chunk.len() + queue_id.len() + 8);
-        BodyRecord { queue_id, chunk }.encode(&mut payload);
+        let mut payload = Vec::with_capacity(record.encoded_len());
+        record.encode(&mut payload);
         let location = self.state.borrow_mut().append(RecordType::Body, &payload);
         let _ = self.kick.try_send(());
         location
@@ -206,6 +216,17 @@ impl ShardSpool {
         self.wait_for_room().await;
         let mut payload = Vec::new();
         record.encode(&mut payload);
+        if payload.len() > RECORD_PAYLOAD_MAX_BYTES {
+            // Unreachable with the session's limits (512-byte commands, bounded recipients,
+            // chunked bodies), but a record that large could never be read back.
+            return Err(SpoolFailure {
+                no_space: false,
+                message: format!(
+                    "envelope of {} bytes is too large for one record",
+                    payload.len()
+                ),
+            });
+        }
         let (reply, replied) = local_channel::new_bounded(1);
         let location = {
             let mut state = self.state.borrow_mut();
@@ -247,16 +268,15 @@ struct Committer {
 impl Committer {
     async fn run(mut self, kicked: LocalReceiver<()>) {
         loop {
-            let (pieces, waiters) = {
+            let batch = {
                 let mut state = self.state.borrow_mut();
-                if state.pieces.is_empty() {
-                    drop(state);
-                    if kicked.recv().await.is_none() {
-                        return;
-                    }
-                    continue;
+                (!state.pieces.is_empty()).then(|| state.take_batch())
+            };
+            let Some((pieces, waiters)) = batch else {
+                if kicked.recv().await.is_none() {
+                    return;
                 }
-                state.take_batch()
+                continue;
             };
 
             let result = self.write_batch(&pieces).await;
@@ -286,7 +306,9 @@ impl Committer {
             let written = file
                 .write_at(buffer, piece.base_offset)
                 .await
-                .map_err(|error| SpoolFailure::from_io("writing a segment", &io::Error::from(error)))?;
+                .map_err(|error| {
+                    SpoolFailure::from_io("writing a segment", &io::Error::from(error))
+                })?;
             if written != padded_length {
                 return Err(SpoolFailure {
                     no_space: false,
@@ -298,9 +320,9 @@ impl Committer {
             }
         }
         for file in touched {
-            file.fdatasync()
-                .await
-                .map_err(|error| SpoolFailure::from_io("syncing a segment", &io::Error::from(error)))?;
+            file.fdatasync().await.map_err(|error| {
+                SpoolFailure::from_io("syncing a segment", &io::Error::from(error))
+            })?;
         }
         self.retire_old_segments(pieces);
         Ok(())
@@ -327,9 +349,9 @@ impl Committer {
             file.fdatasync().await?;
             Ok::<DmaFile, glommio::GlommioError<()>>(file)
         };
-        let file = create
-            .await
-            .map_err(|error| SpoolFailure::from_io("creating a segment", &io::Error::from(error)))?;
+        let file = create.await.map_err(|error| {
+            SpoolFailure::from_io("creating a segment", &io::Error::from(error))
+        })?;
         sync_directory(&directory)
             .await
             .map_err(|error| SpoolFailure::from_io("syncing the spool directory", &error))?;
@@ -385,7 +407,13 @@ pub fn recover(shard_directory: &Path) -> io::Result<Recovered> {
         let segments = numbered_entries(&directory, "seg-", ".log")?;
         let newest = segments.last().map(|(number, _)| *number);
         for (segment, path) in &segments {
-            recover_segment(&mut recovered, generation, *segment, path, Some(*segment) == newest)?;
+            recover_segment(
+                &mut recovered,
+                generation,
+                *segment,
+                path,
+                Some(*segment) == newest,
+            )?;
         }
     }
     Ok(recovered)
@@ -437,7 +465,11 @@ fn recover_segment(
 }
 
 /// Entries of `directory` named `<prefix><number><suffix>`, sorted by number.
-fn numbered_entries(directory: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
+fn numbered_entries(
+    directory: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     let entries = match std::fs::read_dir(directory) {
         Ok(entries) => entries,

@@ -254,7 +254,10 @@ pub fn stored_messages(spool: &Path) -> Vec<Stored> {
     assert!(status.success(), "postern spool export failed: {status}");
 
     let mut found = Vec::new();
-    for entry in fs::read_dir(output.path()).expect("export directory").flatten() {
+    for entry in fs::read_dir(output.path())
+        .expect("export directory")
+        .flatten()
+    {
         let path = entry.path();
         let bytes = fs::read(&path).expect("read exported message");
         let split = find(&bytes, b"DATA\r\n").expect("envelope ends with DATA");
