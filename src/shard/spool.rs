@@ -9,7 +9,7 @@
 //!   session says `250` only then.
 //! - Every batch starts on a fresh block and is zero-padded to the block end, so no write ever
 //!   touches a block that holds acknowledged data.
-//! - A new segment file is created, preallocated and made durable (file and directory synced)
+//! - A new segment file is created, its blocks reserved, and made durable (file and directory synced)
 //!   before any record in it can be acknowledged.
 //! - A failed write or sync fails every commit in that batch (the clients hear `451`/`452` and
 //!   retry) and moves on to a fresh segment: after a failed fsync the page state of the old one
@@ -328,7 +328,7 @@ impl Committer {
         Ok(())
     }
 
-    /// Opens (creating, preallocating and syncing it if new) the file of `segment`.
+    /// Opens (creating, reserving its blocks and syncing it if new) the file of `segment`.
     async fn segment_file(&mut self, segment: u64) -> Result<Rc<DmaFile>, SpoolFailure> {
         if let Some((_, file)) = self.segments.iter().find(|(number, _)| *number == segment) {
             return Ok(Rc::clone(file));
@@ -345,7 +345,10 @@ impl Committer {
                 .write(true)
                 .dma_open(&path)
                 .await?;
-            file.pre_allocate(size, false).await?;
+            // Reserve the blocks but keep the file size at what has been written, so a
+            // generation that ends early (a crash, a restart) leaves a short file that recovery
+            // reads quickly, instead of a whole segment of zeros.
+            file.pre_allocate(size, true).await?;
             file.fdatasync().await?;
             Ok::<DmaFile, glommio::GlommioError<()>>(file)
         };

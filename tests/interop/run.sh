@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interoperability checks against SMTP clients we did not write: swaks (PIPELINING, a 1 MiB
 # message, an 8-bit body) and Python's smtplib (an SMTPUTF8 address). Each client talks to a real
-# postern on loopback; the script then reads the relay's store and checks what arrived.
+# postern on loopback; the script then exports the relay's spool and checks what arrived.
 #
 # Usage: tests/interop/run.sh [path/to/postern]   (default: target/debug/postern, built if absent)
 # Needs: swaks, python3 (installed by .ci/run and `just interop`).
@@ -76,7 +76,11 @@ check swaks-8bit swaks --server "127.0.0.1:$port" \
 
 check smtplib-smtputf8 python3 "$here/smtputf8.py" "127.0.0.1" "$port"
 
-check stored-messages python3 "$here/verify_store.py" "$work/spool"
+# Stop the relay cleanly, then read back what its spool holds with the offline export tool.
+kill -TERM "$pid" && wait "$pid" || true
+pid=
+check spool-export "$postern" spool export --spool "$work/spool" --output "$work/exported"
+check stored-messages python3 "$here/verify_store.py" "$work/exported"
 
 if [ "$failures" -ne 0 ]; then
     echo "interop: $failures check(s) failed; relay log:"

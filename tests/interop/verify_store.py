@@ -1,12 +1,13 @@
-"""Checks what the interop clients left in postern's store: the four messages, each with the
-envelope and body the client sent. Usage: verify_store.py SPOOL_DIR."""
+"""Checks what the interop clients left in postern's spool: the four messages, each with the
+envelope and body the client sent. Reads the files `postern spool export` writes (the envelope as
+SMTP commands, then `DATA`, then the message). Usage: verify_store.py EXPORT_DIR."""
 
 import pathlib
 import sys
 
-spool = pathlib.Path(sys.argv[1])
+exported = pathlib.Path(sys.argv[1])
 messages = {}
-for path in spool.glob("interim/shard-*/*.msg"):
+for path in exported.glob("*.msg"):
     raw = path.read_bytes()
     envelope, _, content = raw.partition(b"DATA\r\n")
     recipients = [
