@@ -100,6 +100,7 @@ fn parse_with_hostname(
     let routes = sections::routes(&mut errors, fields.get("route"));
     let dkim = sections::dkim(&mut errors, fields.get("dkim"));
     let dns = sections::dns(&mut errors, fields.get("dns"));
+    let delivery = sections::delivery(&mut errors, fields.get("delivery"));
     let admin = sections::admin(&mut errors, fields.get("admin"));
     let log = sections::log(&mut errors, fields.get("log"));
 
@@ -119,6 +120,7 @@ fn parse_with_hostname(
         routes: without_index(routes),
         dkim: without_index(dkim),
         dns,
+        delivery,
         admin,
         log,
     })
@@ -673,6 +675,66 @@ mod tests {
     }
 
     #[test]
+    fn delivery_and_route_keys_parse_and_report_errors() {
+        let text = r#"
+            [[listener]]
+            address = "127.0.0.1:2525"
+
+            [[route]]
+            domains = ["*"]
+            smarthost = "127.0.0.1:2526"
+            connections_max = 3
+            messages_per_connection_max = 7
+            source_address = "127.0.0.1"
+
+            [delivery]
+            retry_schedule = ["10s", "1m"]
+            max_age = "2h"
+            delay_warning = "30m"
+            idle_timeout = "2s"
+        "#;
+        let config = parse_test(text).unwrap();
+        let route = &config.routes[0];
+        assert_eq!(route.connections_max, 3);
+        assert_eq!(route.messages_per_connection_max, 7);
+        assert_eq!(route.source_address, Some("127.0.0.1".parse().unwrap()));
+        let delivery = &config.delivery;
+        assert_eq!(
+            delivery.retry_schedule,
+            [Duration::from_secs(10), Duration::from_secs(60)]
+        );
+        assert_eq!(delivery.max_age, Duration::from_secs(7200));
+        assert_eq!(delivery.delay_warning, Some(Duration::from_secs(1800)));
+        assert_eq!(delivery.idle_timeout, Duration::from_secs(2));
+
+        let bad = r#"
+            [[listener]]
+            address = "127.0.0.1:2525"
+
+            [[route]]
+            domains = ["*"]
+            mx = true
+            connections_max = 0
+            source_address = "here"
+
+            [delivery]
+            retry_schedule = ["10s", "soon"]
+            received_max = 5
+            retries = 3
+        "#;
+        assert_eq!(
+            error_keys(bad),
+            [
+                "route[0].connections_max",
+                "route[0].source_address",
+                "delivery.retries",
+                "delivery.retry_schedule[1]",
+                "delivery.received_max",
+            ]
+        );
+    }
+
+    #[test]
     fn describe_shows_the_effective_values() {
         let config = parse_test(DEFAULT_TOML).unwrap();
 
@@ -685,7 +747,11 @@ mod tests {
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \
              recipients_max=1000 bad_commands_max=20 greeting_delay=0s command_timeout=5m \
              data_timeout=3m bare_line_endings=reject} \
-             route[0]{domains=[*] mx tls=opportunistic} dns{servers=[system]} \
+             route[0]{domains=[*] mx tls=opportunistic connections_max=10 \
+             messages_per_connection_max=100 source_address=auto} dns{servers=[system]} \
+             delivery{retry_schedule=[1m,5m,15m,30m,1h,2h,4h] max_age=5d delay_warning=off \
+             received_max=100 connect_timeout=30s command_timeout=5m data_timeout=3m \
+             data_done_timeout=10m idle_timeout=5s} \
              log{level=info format=text}"
         );
     }

@@ -29,6 +29,7 @@ pub struct Config {
     /// `[[dkim]]`; no two share a (domain, selector) pair.
     pub dkim: Vec<DkimConfig>,
     pub dns: DnsConfig,
+    pub delivery: DeliveryConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
 }
@@ -119,6 +120,12 @@ pub struct RouteConfig {
     pub domains: Vec<String>,
     pub target: RouteTarget,
     pub tls: OutboundTls,
+    /// Simultaneous connections per shard to one destination of this route.
+    pub connections_max: usize,
+    /// Messages sent over one connection before it is closed and a fresh one opened.
+    pub messages_per_connection_max: usize,
+    /// Local address outbound connections are bound to; the kernel's choice when absent.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +164,29 @@ pub enum DkimAlgorithm {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub servers: Vec<SocketAddr>,
+}
+
+/// `[delivery]`: the retry schedule, loop protection and the outbound SMTP timeouts.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Delays between attempts: the first after the first failure, and so on; the last one
+    /// repeats until `max_age`. Each delay is spread by a random jitter of up to a tenth.
+    pub retry_schedule: Vec<Duration>,
+    /// Age after which a message still deferred fails and is bounced (RFC 5321 §4.5.4.1).
+    pub max_age: Duration,
+    /// Age at which the sender is told once that delivery is delayed; `None` = never.
+    pub delay_warning: Option<Duration>,
+    /// More `Received:` headers than this fail the message as a loop (RFC 5321 §6.3).
+    pub received_max: usize,
+    pub connect_timeout: Duration,
+    /// Greeting, EHLO, MAIL, RCPT, RSET and QUIT replies (RFC 5321 §4.5.3.2).
+    pub command_timeout: Duration,
+    /// The DATA reply and each block of the message (RFC 5321 §4.5.3.2.5, §4.5.3.2.6).
+    pub data_timeout: Duration,
+    /// The reply after the end of data (RFC 5321 §4.5.3.2.6: 10 minutes).
+    pub data_done_timeout: Duration,
+    /// How long an unused outbound connection stays open for the next message.
+    pub idle_timeout: Duration,
 }
 
 /// `[admin]`: the HTTP API and `/metrics`.
@@ -287,9 +317,15 @@ impl Config {
             };
             write!(
                 out,
-                " route[{index}]{{domains=[{}] {target} tls={}}}",
+                " route[{index}]{{domains=[{}] {target} tls={} connections_max={} \
+                 messages_per_connection_max={} source_address={}}}",
                 route.domains.join(","),
-                route.tls
+                route.tls,
+                route.connections_max,
+                route.messages_per_connection_max,
+                route
+                    .source_address
+                    .map_or_else(|| "auto".to_owned(), |address| address.to_string()),
             )?;
         }
         for (index, dkim) in self.dkim.iter().enumerate() {
@@ -309,6 +345,30 @@ impl Config {
             join(&self.dns.servers)
         };
         write!(out, " dns{{servers=[{dns}]}}")?;
+
+        let delivery = &self.delivery;
+        let schedule: Vec<String> = delivery
+            .retry_schedule
+            .iter()
+            .map(|delay| format_duration(*delay))
+            .collect();
+        write!(
+            out,
+            " delivery{{retry_schedule=[{}] max_age={} delay_warning={} received_max={} \
+             connect_timeout={} command_timeout={} data_timeout={} data_done_timeout={} \
+             idle_timeout={}}}",
+            schedule.join(","),
+            format_duration(delivery.max_age),
+            delivery
+                .delay_warning
+                .map_or_else(|| "off".to_owned(), format_duration),
+            delivery.received_max,
+            format_duration(delivery.connect_timeout),
+            format_duration(delivery.command_timeout),
+            format_duration(delivery.data_timeout),
+            format_duration(delivery.data_done_timeout),
+            format_duration(delivery.idle_timeout),
+        )?;
         if let Some(admin) = &self.admin {
             write!(out, " admin{{address={}}}", admin.address)?;
         }

@@ -147,6 +147,13 @@ pub(crate) fn smarthost(text: &str) -> Result<String, String> {
     }
 }
 
+/// A single IP address, such as a source address to bind outbound connections to.
+pub(crate) fn ip_address(text: &str) -> Result<IpAddr, String> {
+    text.parse().map_err(|_| {
+        format!("{text:?} is not an IP address; expected one such as \"192.0.2.25\" or \"2001:db8::25\"")
+    })
+}
+
 /// A network in CIDR form, or a bare address taken as a single host (/32 or /128).
 pub(crate) fn network(text: &str) -> Result<IpNet, String> {
     if let Ok(address) = text.parse::<IpAddr>() {

@@ -17,13 +17,15 @@ use toml::{Table, Value};
 use super::error::Errors;
 use super::model::*;
 use super::names;
+use super::units;
 use super::walk::{
     array_of, boolean, checked, duration_in, found, integer_in, one_of, path, size_in, table,
     tables_of, Fields,
 };
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "server", "listener", "tls", "relay", "smtp", "route", "dkim", "dns", "admin", "log",
+    "server", "listener", "tls", "relay", "smtp", "route", "dkim", "dns", "delivery", "admin",
+    "log",
 ];
 const SERVER_KEYS: &[&str] = &[
     "hostname",
@@ -46,7 +48,26 @@ const SMTP_KEYS: &[&str] = &[
     "data_timeout",
     "bare_line_endings",
 ];
-const ROUTE_KEYS: &[&str] = &["domains", "smarthost", "mx", "tls"];
+const ROUTE_KEYS: &[&str] = &[
+    "domains",
+    "smarthost",
+    "mx",
+    "tls",
+    "connections_max",
+    "messages_per_connection_max",
+    "source_address",
+];
+const DELIVERY_KEYS: &[&str] = &[
+    "retry_schedule",
+    "max_age",
+    "delay_warning",
+    "received_max",
+    "connect_timeout",
+    "command_timeout",
+    "data_timeout",
+    "data_done_timeout",
+    "idle_timeout",
+];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "algorithm", "private_key"];
 const DNS_KEYS: &[&str] = &["servers"];
 const ADMIN_KEYS: &[&str] = &["address"];
@@ -73,6 +94,14 @@ const RECIPIENTS_MAX_CEILING: i64 = 100_000;
 const GREETING_DELAY_CEILING: Duration = Duration::from_secs(5 * 60);
 const TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 const TIMEOUT_CEILING: Duration = Duration::from_secs(60 * 60);
+
+/// Outbound connections per shard and destination; more would be abuse of the next hop.
+const CONNECTIONS_PER_DESTINATION_MAX: i64 = 1000;
+/// Default retry delays in seconds, in the spirit of RFC 5321 §4.5.4.1 (first retry within
+/// minutes, then backing off): 1m, 5m, 15m, 30m, 1h, 2h, then every 4h.
+const DEFAULT_RETRY_SCHEDULE: &[u64] = &[60, 300, 900, 1800, 3600, 7200, 14_400];
+const RETRY_DELAY_FLOOR: Duration = Duration::from_secs(1);
+const RETRY_DELAY_CEILING: Duration = Duration::from_secs(86_400);
 
 /// Where the system host name comes from when `server.hostname` is omitted; injectable so that
 /// tests and the embedded default do not depend on the machine they run on.
@@ -275,6 +304,21 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
             OutboundTls::Opportunistic,
             one_of(OutboundTls::ALL),
         );
+        let connections_max = fields.optional(
+            errors,
+            "connections_max",
+            10,
+            integer_in(1, CONNECTIONS_PER_DESTINATION_MAX),
+        );
+        let messages_per_connection_max = fields.optional(
+            errors,
+            "messages_per_connection_max",
+            100,
+            integer_in(1, 100_000),
+        );
+        let source_address = fields.get("source_address").and_then(|value| {
+            checked(names::ip_address)(errors, &fields.key("source_address"), value)
+        });
         if let (Some(domains), Some(target)) = (domains, target) {
             routes.push((
                 index,
@@ -282,6 +326,9 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
                     domains,
                     target,
                     tls,
+                    connections_max,
+                    messages_per_connection_max,
+                    source_address,
                 },
             ));
         }
@@ -338,6 +385,69 @@ pub(crate) fn dns(errors: &mut Errors, value: Option<&Value>) -> DnsConfig {
             Vec::new(),
             array_of(|text| names::socket_address(text, Some(53))),
         ),
+    }
+}
+
+pub(crate) fn delivery(errors: &mut Errors, value: Option<&Value>) -> DeliveryConfig {
+    let empty = Table::new();
+    let fields = section(errors, "delivery", value, &empty, DELIVERY_KEYS);
+    let retry_schedule = fields.optional(
+        errors,
+        "retry_schedule",
+        DEFAULT_RETRY_SCHEDULE
+            .iter()
+            .map(|seconds| Duration::from_secs(*seconds))
+            .collect(),
+        array_of(|text| {
+            let delay = units::parse_duration(text).map_err(|error| error.to_string())?;
+            if (RETRY_DELAY_FLOOR..=RETRY_DELAY_CEILING).contains(&delay) {
+                Ok(delay)
+            } else {
+                Err(format!(
+                    "{} is out of range; expected from {} to {}",
+                    units::format_duration(delay),
+                    units::format_duration(RETRY_DELAY_FLOOR),
+                    units::format_duration(RETRY_DELAY_CEILING)
+                ))
+            }
+        }),
+    );
+    if retry_schedule.is_empty() && fields.get("retry_schedule").is_some() {
+        errors.push(
+            fields.key("retry_schedule"),
+            "empty; list at least one delay, e.g. [\"5m\", \"30m\", \"2h\"]",
+        );
+    }
+    let timeout = |name: &str, default_seconds: u64, errors: &mut Errors| {
+        fields.optional(
+            errors,
+            name,
+            Duration::from_secs(default_seconds),
+            duration_in(TIMEOUT_FLOOR, TIMEOUT_CEILING),
+        )
+    };
+    DeliveryConfig {
+        max_age: fields.optional(
+            errors,
+            "max_age",
+            Duration::from_secs(5 * 86_400),
+            duration_in(Duration::from_secs(60), Duration::from_secs(60 * 86_400)),
+        ),
+        // "0s", the default, turns the warning off.
+        delay_warning: Some(fields.optional(
+            errors,
+            "delay_warning",
+            Duration::ZERO,
+            duration_in(Duration::ZERO, Duration::from_secs(60 * 86_400)),
+        ))
+        .filter(|delay| !delay.is_zero()),
+        received_max: fields.optional(errors, "received_max", 100, integer_in(10, 1000)),
+        connect_timeout: timeout("connect_timeout", 30, errors),
+        command_timeout: timeout("command_timeout", 5 * 60, errors),
+        data_timeout: timeout("data_timeout", 3 * 60, errors),
+        data_done_timeout: timeout("data_done_timeout", 10 * 60, errors),
+        idle_timeout: timeout("idle_timeout", 5, errors),
+        retry_schedule,
     }
 }
 
