@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod delivery;
 pub mod fatal;
 pub mod listener;
 pub mod logging;

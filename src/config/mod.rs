@@ -27,6 +27,7 @@ use toml::Table;
 
 pub use error::{ConfigError, ConfigErrors, EXIT_INVALID_CONFIG};
 pub use model::*;
+pub use names::domain_matches;
 pub use units::{parse_duration, parse_size_bytes};
 
 use error::Errors;

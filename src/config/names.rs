@@ -147,6 +147,25 @@ pub(crate) fn smarthost(text: &str) -> Result<String, String> {
     }
 }
 
+/// Whether `domain` matches a validated pattern: `*` (every domain), `example.com` (that domain)
+/// or `*.example.com` (its strict subdomains). DNS names compare case-insensitively (RFC 4343);
+/// patterns are stored lowercase.
+pub fn domain_matches(pattern: &str, domain: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix("*.") {
+        // Compared as bytes: a UTF-8 domain (SMTPUTF8) need not split at a char boundary.
+        Some(parent) => {
+            domain.len() > parent.len() + 1 && {
+                let (head, tail) = domain.as_bytes().split_at(domain.len() - parent.len());
+                tail.eq_ignore_ascii_case(parent.as_bytes()) && head.ends_with(b".")
+            }
+        }
+        None => domain.eq_ignore_ascii_case(pattern),
+    }
+}
+
 /// A single IP address, such as a source address to bind outbound connections to.
 pub(crate) fn ip_address(text: &str) -> Result<IpAddr, String> {
     text.parse().map_err(|_| {

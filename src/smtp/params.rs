@@ -122,6 +122,18 @@ pub fn decode_xtext(text: &str) -> Result<String, ParamError> {
     Ok(decoded)
 }
 
+/// Encodes RFC 3461 §4 xtext: `+`, `=`, and octets outside `!`..`~` become `+XX`.
+pub fn encode_xtext(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for octet in text.bytes() {
+        match octet {
+            b'!'..=b'~' if octet != b'+' && octet != b'=' => encoded.push(char::from(octet)),
+            _ => encoded.push_str(&format!("+{octet:02X}")),
+        }
+    }
+    encoded
+}
+
 type Pair<'a> = Result<(&'a str, Option<&'a str>), ParamError>;
 
 /// Splits `*(SP esmtp-param)` into keyword/value pairs. Extra spaces between parameters are
@@ -335,5 +347,16 @@ mod tests {
             Err(ParamError::Value)
         );
         assert_eq!(parse_rcpt_params(b" SIZE=1"), Err(ParamError::Unknown));
+    }
+
+    #[test]
+    fn xtext_round_trips() {
+        for text in ["plain", "a+b=c", "sp ace", "\u{fc}ber"] {
+            let encoded = encode_xtext(text);
+            assert!(encoded
+                .bytes()
+                .all(|b| (b'!'..=b'~').contains(&b) && b != b'='));
+            assert_eq!(decode_xtext(&encoded).unwrap(), text);
+        }
     }
 }

@@ -283,17 +283,11 @@ impl Session {
 }
 
 /// Whether `domain` is one of `local_domains`: an exact match, or a strict subdomain of a
-/// `*.parent` entry. DNS names compare case-insensitively (RFC 4343); entries are lowercase.
+/// `*.parent` entry.
 fn is_local_domain(domain: &str, local_domains: &[String]) -> bool {
-    let domain = domain.to_ascii_lowercase();
     local_domains
         .iter()
-        .any(|entry| match entry.strip_prefix("*.") {
-            Some(parent) => domain
-                .strip_suffix(parent)
-                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
-            None => domain == *entry,
-        })
+        .any(|entry| crate::config::domain_matches(entry, domain))
 }
 
 #[cfg(test)]

@@ -1,0 +1,10 @@
+//! Outbound delivery: routes, the outbound SMTP client, the retry schedule and bounces.
+//!
+//! Everything here is executor-free: the shard (`shard::outbound`) owns the sockets, the timers
+//! and the spool records, and drives these pieces. Route choice and the retry schedule are pure
+//! functions of the configuration; the client runs over any byte stream and timer it is given.
+
+pub mod client;
+pub mod reply;
+pub mod route;
+pub mod schedule;
