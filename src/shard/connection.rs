@@ -207,9 +207,12 @@ impl Driver {
         let outcome = match self.message.take() {
             None => StoreOutcome::TemporaryFailure,
             Some(message) => match message.commit(self.session.envelope()).await {
-                Ok(()) => StoreOutcome::Stored {
-                    queue_id: self.queue_id.clone(),
-                },
+                Ok((record, location)) => {
+                    self.context.queue.accept(location, record);
+                    StoreOutcome::Stored {
+                        queue_id: self.queue_id.clone(),
+                    }
+                }
                 Err(failure) => store_failure(&self.queue_id, &failure),
             },
         };

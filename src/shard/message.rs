@@ -10,7 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::spool::{ShardSpool, SpoolFailure};
 use crate::smtp::Envelope;
-use crate::spool::{BodyLocation, BodyRecord, CommitRecord, Extent, INLINE_BODY_MAX_BYTES};
+use crate::spool::{
+    BodyLocation, BodyRecord, CommitRecord, Extent, RecordLocation, INLINE_BODY_MAX_BYTES,
+};
 
 /// Body bytes held in memory before they are written as a BODY record: the same bound that
 /// keeps an inline body inside its COMMIT, so a COMMIT always leaves room for its envelope.
@@ -47,8 +49,11 @@ impl SpoolMessage {
         }
     }
 
-    /// Writes the COMMIT and waits until it is durable.
-    pub async fn commit(mut self, envelope: &Envelope) -> Result<(), SpoolFailure> {
+    /// Writes the COMMIT and waits until it is durable; returns the record and where it lies.
+    pub async fn commit(
+        mut self,
+        envelope: &Envelope,
+    ) -> Result<(CommitRecord, RecordLocation), SpoolFailure> {
         let body = if self.extents.is_empty() {
             BodyLocation::Inline(std::mem::take(&mut self.buffer))
         } else {
@@ -63,7 +68,8 @@ impl SpoolMessage {
             envelope: envelope.clone(),
             body,
         };
-        self.spool.commit(&record).await.map(|_| ())
+        let location = self.spool.commit(&record).await?;
+        Ok((record, location))
     }
 
     async fn write_chunk(&mut self, length: usize) {

@@ -9,6 +9,8 @@
 mod connection;
 pub mod link;
 mod message;
+mod outbound;
+mod queue;
 pub mod spool;
 
 use std::cell::Cell;
@@ -158,8 +160,8 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     } = spec;
 
     let directory = shard_directory(&config.server.spool, index);
-    let spool = match open_spool(&directory).await {
-        Ok(spool) => spool,
+    let (spool, recovered) = match open_spool(&directory).await {
+        Ok(opened) => opened,
         Err(error) => {
             let _ = ready.send(Err(spool_failure(&directory, &error)));
             return;
@@ -176,10 +178,18 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     }
 
     let (session_deadline_tx, session_deadline_rx) = flume::bounded::<()>(1);
+    let queue = queue::Queue::start(
+        &config,
+        index,
+        spool.clone(),
+        recovered.index,
+        recovered.segment_files,
+    );
     let context = Rc::new(ShardContext::new(
         &config,
         index,
         spool,
+        queue,
         session_deadline_rx,
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
@@ -204,7 +214,9 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
 
     drop(stop_accepting_tx);
     drain(&context, deadline, session_deadline_tx).await;
-    context.counters.log(index, context.spool.batches_written());
+    context
+        .counters
+        .log(index, context.spool.batches_written(), context.queue.len());
 }
 
 /// Waits for sessions to finish until `deadline`; then closes the rest with `421 4.3.2`.
@@ -242,7 +254,7 @@ pub fn shard_directory(spool: &Path, shard: usize) -> std::path::PathBuf {
 
 /// Recovers the shard's earlier generations, then starts a new one. Recovery reads with plain
 /// blocking calls: it runs before this shard accepts anything, so nothing waits behind it.
-async fn open_spool(directory: &Path) -> io::Result<ShardSpool> {
+async fn open_spool(directory: &Path) -> io::Result<(ShardSpool, spool::Recovered)> {
     let started = Instant::now();
     let recovered = spool::recover(directory)?;
     info!(
@@ -254,12 +266,13 @@ async fn open_spool(directory: &Path) -> io::Result<ShardSpool> {
         elapsed = ?started.elapsed(),
         "spool recovered"
     );
-    ShardSpool::start(
+    let spool = ShardSpool::start(
         directory,
         recovered.next_generation,
         SpoolSettings::default(),
     )
-    .await
+    .await?;
+    Ok((spool, recovered))
 }
 
 fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
@@ -335,6 +348,7 @@ pub(crate) struct ShardContext {
     pub greeting_delay: Duration,
     pub sessions_max: usize,
     pub spool: ShardSpool,
+    pub queue: Rc<queue::Queue>,
     shard: usize,
     queue_ids: Cell<u32>,
     pub counters: Counters,
@@ -349,6 +363,7 @@ impl ShardContext {
         config: &Config,
         shard: usize,
         spool: ShardSpool,
+        queue: Rc<queue::Queue>,
         session_deadline: flume::Receiver<()>,
     ) -> ShardContext {
         let smtp = &config.smtp;
@@ -369,6 +384,7 @@ impl ShardContext {
             greeting_delay: smtp.greeting_delay,
             sessions_max: config.server.sessions_per_shard_max,
             spool,
+            queue,
             shard,
             queue_ids: Cell::new(0),
             counters: Counters::default(),
@@ -420,10 +436,11 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    fn log(&self, shard: usize, spool_batches: u64) {
+    fn log(&self, shard: usize, spool_batches: u64, queued: usize) {
         info!(
             shard,
             spool_batches,
+            queued,
             sessions_accepted = self.sessions_accepted.get(),
             sessions_refused_over_limit = self.sessions_refused.get(),
             early_talkers = self.early_talkers.get(),

@@ -25,8 +25,8 @@ use glommio::io::{Directory, DmaFile, OpenOptions};
 use tracing::{debug, error, info, warn};
 
 use crate::spool::{
-    encode_record, BodyRecord, CommitRecord, RecordLocation, RecordType, BLOCK_BYTES,
-    RECORD_PAYLOAD_MAX_BYTES,
+    decode_record, encode_record, BodyRecord, CommitRecord, Extent, RecordLocation, RecordType,
+    Scanned, BLOCK_BYTES, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX_BYTES,
 };
 
 /// Sizes that shape the spool's I/O.
@@ -91,6 +91,8 @@ struct State {
     segment: u64,
     next_offset: u64,
     batches_written: u64,
+    /// Segment numbers created since the reclaimer last asked.
+    created_segments: Vec<u64>,
 }
 
 impl State {
@@ -169,7 +171,7 @@ impl ShardSpool {
         generation: u64,
         settings: SpoolSettings,
     ) -> io::Result<ShardSpool> {
-        let directory = shard_directory.join(format!("gen-{generation:08}"));
+        let directory = shard_directory.join(generation_directory_name(generation));
         std::fs::create_dir_all(&directory)?;
         sync_directory(shard_directory).await?;
 
@@ -184,6 +186,7 @@ impl ShardSpool {
             segment: 1,
             next_offset: 0,
             batches_written: 0,
+            created_segments: Vec::new(),
         }));
         let (kick, kicked) = local_channel::new_bounded(1);
         let committer = Committer {
@@ -203,12 +206,95 @@ impl ShardSpool {
 
     /// Appends a BODY record (written with the next batch, not awaited).
     pub async fn append_body(&self, record: &BodyRecord<'_>) -> RecordLocation {
-        self.wait_for_room().await;
         let mut payload = Vec::with_capacity(record.encoded_len());
         record.encode(&mut payload);
-        let location = self.state.borrow_mut().append(RecordType::Body, &payload);
+        self.append(RecordType::Body, &payload).await
+    }
+
+    /// Appends any record with the next batch, without waiting for it to be durable: outcome
+    /// and admin records, whose loss in a crash only repeats work (a delivery is tried again).
+    pub async fn append(&self, record_type: RecordType, payload: &[u8]) -> RecordLocation {
+        debug_assert!(payload.len() <= RECORD_PAYLOAD_MAX_BYTES);
+        self.wait_for_room().await;
+        let location = self.state.borrow_mut().append(record_type, payload);
         let _ = self.kick.try_send(());
         location
+    }
+
+    /// The segment new records go to: it and everything after it must never be reclaimed.
+    pub fn write_position(&self) -> (u64, u64) {
+        let state = self.state.borrow();
+        (state.generation, state.segment)
+    }
+
+    /// Segments this generation has created since the last call, for the reclaimer.
+    pub fn take_created_segments(&self) -> Vec<u64> {
+        std::mem::take(&mut self.state.borrow_mut().created_segments)
+    }
+
+    /// `<spool>/shard-<i>`.
+    pub fn shard_directory(&self) -> PathBuf {
+        self.state
+            .borrow()
+            .directory
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// Reads a large message's BODY records back, checking each record's CRC, and returns the
+    /// chunks joined. The records are durable: their COMMIT was acknowledged after them.
+    pub async fn read_extents(&self, extents: &[Extent]) -> io::Result<Vec<u8>> {
+        let shard_directory = self.shard_directory();
+        let total: usize = extents.iter().map(|extent| extent.length as usize).sum();
+        let mut content = Vec::with_capacity(total);
+        let mut open: Option<((u64, u64), DmaFile)> = None;
+
+        for extent in extents {
+            let key = (extent.generation, extent.segment);
+            if open.as_ref().map(|(open_key, _)| *open_key) != Some(key) {
+                if let Some((_, file)) = open.take() {
+                    let _ = file.close().await;
+                }
+                let path = segment_path(&shard_directory, extent.generation, extent.segment);
+                let file = DmaFile::open(&path).await.map_err(io::Error::from)?;
+                open = Some((key, file));
+            }
+            let Some((_, file)) = open.as_ref() else {
+                unreachable!("a segment file was opened above");
+            };
+            let length = RECORD_HEADER_BYTES + extent.length as usize;
+            let read = file
+                .read_at(extent.offset, length)
+                .await
+                .map_err(io::Error::from)?;
+            let Ok(Scanned::Record { payload, .. }) = decode_record(&read, extent.offset) else {
+                return Err(io::Error::other(format!(
+                    "the body record at offset {} of generation {} segment {} is damaged",
+                    extent.offset, extent.generation, extent.segment
+                )));
+            };
+            let body = BodyRecord::decode(payload).map_err(io::Error::other)?;
+            content.extend_from_slice(body.chunk);
+        }
+        if let Some((_, file)) = open {
+            let _ = file.close().await;
+        }
+        Ok(content)
+    }
+
+    /// Deletes a segment file no live message needs any more, and syncs its directory so the
+    /// deletion is ordered before later ones.
+    pub async fn remove_segment(&self, generation: u64, segment: u64) -> io::Result<()> {
+        debug_assert!((generation, segment) < self.write_position());
+        let directory = self
+            .shard_directory()
+            .join(generation_directory_name(generation));
+        let path = directory.join(segment_file_name(segment));
+        let file = DmaFile::open(&path).await.map_err(io::Error::from)?;
+        file.remove().await.map_err(io::Error::from)?;
+        let _ = file.close().await;
+        sync_directory(&directory).await
     }
 
     /// Appends a COMMIT record and waits until it is durable.
@@ -359,6 +445,7 @@ impl Committer {
             .await
             .map_err(|error| SpoolFailure::from_io("syncing the spool directory", &error))?;
         debug!(segment, path = %path.display(), "new spool segment");
+        self.state.borrow_mut().created_segments.push(segment);
         let file = Rc::new(file);
         self.segments.push((segment, Rc::clone(&file)));
         Ok(file)
@@ -371,6 +458,18 @@ impl Committer {
         };
         self.segments.retain(|(segment, _)| *segment >= newest);
     }
+}
+
+/// `gen-00000001`: one process lifetime's segments.
+pub fn generation_directory_name(generation: u64) -> String {
+    format!("gen-{generation:08}")
+}
+
+/// `<shard>/gen-<g>/seg-<s>.log`.
+pub fn segment_path(shard_directory: &Path, generation: u64, segment: u64) -> PathBuf {
+    shard_directory
+        .join(generation_directory_name(generation))
+        .join(segment_file_name(segment))
 }
 
 /// `seg-00000001.log`: fixed width so a plain sort is the log order.
@@ -389,6 +488,8 @@ pub struct Recovered {
     pub index: crate::spool::QueueIndex,
     pub next_generation: u64,
     pub segments: usize,
+    /// Every segment file found, as `(generation, segment)`, in log order.
+    pub segment_files: Vec<(u64, u64)>,
     pub bytes: u64,
     pub torn_tails: usize,
     pub quarantined: usize,
@@ -401,6 +502,7 @@ pub fn recover(shard_directory: &Path) -> io::Result<Recovered> {
         index: crate::spool::QueueIndex::new(),
         next_generation: 1,
         segments: 0,
+        segment_files: Vec::new(),
         bytes: 0,
         torn_tails: 0,
         quarantined: 0,
@@ -431,6 +533,7 @@ fn recover_segment(
 ) -> io::Result<()> {
     let bytes = std::fs::read(path)?;
     recovered.segments += 1;
+    recovered.segment_files.push((generation, segment));
     recovered.bytes += bytes.len() as u64;
     let scan = crate::spool::scan_segment(&bytes);
     for record in &scan.records {

@@ -109,6 +109,16 @@ impl QueueIndex {
         }
     }
 
+    /// Adds a message the shard has just committed, exactly as replaying its COMMIT would,
+    /// without encoding and decoding it again.
+    pub fn insert_commit(
+        &mut self,
+        location: RecordLocation,
+        commit: CommitRecord,
+    ) -> Result<(), PayloadError> {
+        self.commit(location, commit)
+    }
+
     pub fn get(&self, queue_id: &str) -> Option<&QueuedMessage> {
         self.messages.get(queue_id)
     }

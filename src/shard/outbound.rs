@@ -1,0 +1,380 @@
+//! The shard's outbound side: per destination, a queue of jobs and a few workers, each holding
+//! one connection to the next hop and reusing it for message after message.
+//!
+//! A destination gets at most its route's `connections_max` workers on this shard. A worker
+//! takes jobs until the queue is empty, waits `idle_timeout` for more with its connection open,
+//! then says QUIT and ends; after `messages_per_connection_max` messages it opens a fresh
+//! connection. A destination none of whose hosts answers is marked down for a while: jobs for
+//! it are deferred at once instead of hammering it, and the retry schedule brings them back.
+//!
+//! Every wait is an io_uring operation or a timer with a bound; nothing here blocks the shard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::queue::{log_result, Queue};
+use crate::config::{Config, OutboundTls, RouteConfig, RouteTarget};
+use crate::delivery::client::{
+    Client, Message, RecipientResult, SessionError, Timeouts, Timer, Verdict,
+};
+use crate::delivery::route::Destination;
+use crate::smtp::Envelope;
+use crate::spool::BodyLocation;
+
+/// The first pause after a destination could not be reached at all; it doubles with each
+/// further failure, up to `DOWN_PAUSE_MAX`.
+const DOWN_PAUSE_FIRST: Duration = Duration::from_secs(30);
+const DOWN_PAUSE_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// One message's recipients for one destination.
+pub(crate) struct Job {
+    pub queue_id: String,
+    pub destination: Destination,
+    /// Indices into `envelope.rcpt_to`.
+    pub recipients: Vec<u32>,
+    pub envelope: Rc<Envelope>,
+    pub body: Rc<BodyLocation>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Time since the message was received, for the delivery log.
+    pub delay: Duration,
+}
+
+impl Job {
+    /// The same verdict for every recipient of the job.
+    fn all(&self, verdict: Verdict, status: &str, detail: &str) -> Vec<RecipientResult> {
+        self.recipients
+            .iter()
+            .map(|&index| RecipientResult {
+                index,
+                verdict,
+                status: status.to_owned(),
+                detail: detail.to_owned(),
+            })
+            .collect()
+    }
+}
+
+/// glommio's timer, for the executor-free SMTP client.
+struct ShardTimer;
+
+impl Timer for ShardTimer {
+    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> {
+        glommio::timer::sleep(duration)
+    }
+}
+
+type Connection = Client<TcpStream, ShardTimer>;
+
+struct DestinationState {
+    destination: Destination,
+    jobs: RefCell<VecDeque<Job>>,
+    workers: Cell<usize>,
+    /// Workers waiting for a job, each with the sender that wakes it.
+    idle: RefCell<Vec<(u64, LocalSender<()>)>>,
+    /// Set while the destination is backed off after no host answered.
+    down_until: Cell<Option<Instant>>,
+    down_reason: RefCell<String>,
+    /// Consecutive attempts in which no host could be reached.
+    failures: Cell<u32>,
+}
+
+impl DestinationState {
+    fn is_down(&self) -> bool {
+        self.down_until
+            .get()
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn mark_down(&self, reason: &str) {
+        let failures = self.failures.get().saturating_add(1);
+        self.failures.set(failures);
+        let pause = DOWN_PAUSE_FIRST
+            .saturating_mul(1 << failures.saturating_sub(1).min(10))
+            .min(DOWN_PAUSE_MAX);
+        self.down_until.set(Some(Instant::now() + pause));
+        *self.down_reason.borrow_mut() = reason.to_owned();
+        warn!(
+            destination = %self.destination,
+            failures,
+            pause_s = pause.as_secs(),
+            reason,
+            "destination unreachable; its mail is deferred until the pause ends"
+        );
+    }
+
+    fn mark_up(&self) {
+        self.failures.set(0);
+        self.down_until.set(None);
+    }
+}
+
+pub(crate) struct Outbound {
+    destinations: RefCell<HashMap<Destination, Rc<DestinationState>>>,
+    routes: Rc<[RouteConfig]>,
+    hostname: String,
+    timeouts: Timeouts,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    worker_ids: Cell<u64>,
+    shard: usize,
+}
+
+impl Outbound {
+    pub fn new(config: &Config, shard: usize) -> Outbound {
+        let delivery = &config.delivery;
+        Outbound {
+            destinations: RefCell::new(HashMap::new()),
+            routes: config.routes.iter().cloned().collect(),
+            hostname: config.server.hostname.clone(),
+            timeouts: Timeouts {
+                command: delivery.command_timeout,
+                data: delivery.data_timeout,
+                data_done: delivery.data_done_timeout,
+            },
+            connect_timeout: delivery.connect_timeout,
+            idle_timeout: delivery.idle_timeout,
+            worker_ids: Cell::new(0),
+            shard,
+        }
+    }
+
+    /// Queues a job for its destination and wakes or starts a worker for it.
+    pub fn submit(&self, queue: &Rc<Queue>, job: Job) {
+        let state = Rc::clone(
+            self.destinations
+                .borrow_mut()
+                .entry(job.destination.clone())
+                .or_insert_with(|| {
+                    Rc::new(DestinationState {
+                        destination: job.destination.clone(),
+                        jobs: RefCell::new(VecDeque::new()),
+                        workers: Cell::new(0),
+                        idle: RefCell::new(Vec::new()),
+                        down_until: Cell::new(None),
+                        down_reason: RefCell::new(String::new()),
+                        failures: Cell::new(0),
+                    })
+                }),
+        );
+        let route = &self.routes[job.destination.route()];
+        state.jobs.borrow_mut().push_back(job);
+
+        if let Some((_, waker)) = state.idle.borrow_mut().pop() {
+            let _ = waker.try_send(());
+            return;
+        }
+        if state.workers.get() < route.connections_max {
+            state.workers.set(state.workers.get() + 1);
+            let id = self.worker_ids.get() + 1;
+            self.worker_ids.set(id);
+            let worker = worker(Rc::clone(queue), state, id);
+            glommio::spawn_local(worker).detach();
+        }
+    }
+
+    /// Forgets a destination nobody works on, unless it is backed off (the pause must hold).
+    fn forget_if_unused(&self, state: &DestinationState) {
+        if state.workers.get() == 0 && state.jobs.borrow().is_empty() && !state.is_down() {
+            self.destinations.borrow_mut().remove(&state.destination);
+        }
+    }
+
+    /// Opens a session with the first host of the destination that answers.
+    async fn connect(&self, destination: &Destination) -> Result<(Connection, String), String> {
+        let route = &self.routes[destination.route()];
+        if route.tls == OutboundTls::Required {
+            // LIMITATION(L1): no TLS client yet; `required` must never fall back to clear text.
+            return Err(format!(
+                "route[{}] requires TLS, which outbound delivery cannot use yet; \
+                 kept in the queue, never sent in clear text",
+                destination.route()
+            ));
+        }
+
+        let mut last_error = String::from("no address to connect to");
+        for address in self.addresses(route, destination)? {
+            let stream = match TcpStream::connect_timeout(address, self.connect_timeout).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    last_error = format!("connect to {address}: {error}");
+                    debug!(shard = self.shard, %address, %error, "connect failed");
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            match Client::open(stream, ShardTimer, self.timeouts, &self.hostname).await {
+                Ok(client) => return Ok((client, address.to_string())),
+                Err(error) => {
+                    last_error = format!("{address}: {error}");
+                    debug!(shard = self.shard, %address, %error, "session setup failed");
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The addresses to try, in order.
+    fn addresses(
+        &self,
+        route: &RouteConfig,
+        destination: &Destination,
+    ) -> Result<Vec<SocketAddr>, String> {
+        match &route.target {
+            RouteTarget::Smarthost(hosts) => hosts
+                .iter()
+                .map(|host| {
+                    // LIMITATION(L2): smart hosts are IP literals until the resolver lands.
+                    host.parse::<SocketAddr>().map_err(|_| {
+                        format!("smart host {host} needs a DNS lookup, which is not available yet")
+                    })
+                })
+                .collect(),
+            RouteTarget::Mx => Err(format!("MX lookup for {destination} is not available yet")),
+        }
+    }
+}
+
+/// One connection's worth of work for a destination: takes jobs until there are none for
+/// `idle_timeout`, reconnecting after `messages_per_connection_max` messages.
+async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
+    let outbound = &queue.outbound;
+    let route = &outbound.routes[state.destination.route()];
+    let mut connection: Option<(Connection, String, usize)> = None;
+
+    loop {
+        let Some(job) = next_job(&state, id, outbound.idle_timeout).await else {
+            break;
+        };
+
+        if state.is_down() {
+            let reason = format!("destination backed off: {}", state.down_reason.borrow());
+            finish(
+                &queue,
+                &job,
+                "-",
+                job.all(Verdict::Deferred, "4.4.1", &reason),
+            )
+            .await;
+            continue;
+        }
+
+        if connection.is_none() {
+            match outbound.connect(&state.destination).await {
+                Ok((client, relay)) => {
+                    state.mark_up();
+                    connection = Some((client, relay, 0));
+                }
+                Err(reason) => {
+                    state.mark_down(&reason);
+                    finish(
+                        &queue,
+                        &job,
+                        "-",
+                        job.all(Verdict::Deferred, "4.4.1", &reason),
+                    )
+                    .await;
+                    continue;
+                }
+            }
+        }
+        let Some((client, relay, sent)) = connection.as_mut() else {
+            unreachable!("a connection was opened above");
+        };
+
+        let content = match job.body.as_ref() {
+            BodyLocation::Inline(bytes) => bytes.clone(),
+            BodyLocation::Extents(extents) => match queue.spool.read_extents(extents).await {
+                Ok(content) => content,
+                Err(error) => {
+                    warn!(queue_id = %job.queue_id, %error, "cannot read a queued message back");
+                    let detail = format!("local error reading the queued message: {error}");
+                    finish(
+                        &queue,
+                        &job,
+                        relay,
+                        job.all(Verdict::Deferred, "4.3.0", &detail),
+                    )
+                    .await;
+                    continue;
+                }
+            },
+        };
+        let message = Message {
+            envelope: &job.envelope,
+            recipients: &job.recipients,
+            content: &content,
+        };
+
+        let outcome = client.send(&message).await;
+        let relay = relay.clone();
+        *sent += 1;
+        let reuse = *sent < route.messages_per_connection_max;
+        match outcome {
+            Ok(results) => {
+                finish(&queue, &job, &relay, results).await;
+                if !reuse {
+                    if let Some((client, _, _)) = connection.take() {
+                        client.quit().await;
+                    }
+                }
+            }
+            Err(error) => {
+                let detail = session_failure_detail(&error);
+                connection = None;
+                finish(
+                    &queue,
+                    &job,
+                    &relay,
+                    job.all(Verdict::Deferred, "4.4.2", &detail),
+                )
+                .await;
+            }
+        }
+    }
+
+    if let Some((client, _, _)) = connection.take() {
+        client.quit().await;
+    }
+    state.workers.set(state.workers.get() - 1);
+    outbound.forget_if_unused(&state);
+}
+
+/// The next job, waiting up to `idle` for one; `None` when the worker should end.
+async fn next_job(state: &DestinationState, id: u64, idle: Duration) -> Option<Job> {
+    if let Some(job) = state.jobs.borrow_mut().pop_front() {
+        return Some(job);
+    }
+    let (waker, woken) = local_channel::new_bounded(1);
+    state.idle.borrow_mut().push((id, waker));
+    let _ = futures_lite::future::or(
+        async {
+            woken.recv().await;
+        },
+        glommio::timer::sleep(idle),
+    )
+    .await;
+    state.idle.borrow_mut().retain(|(worker, _)| *worker != id);
+    state.jobs.borrow_mut().pop_front()
+}
+
+async fn finish(queue: &Queue, job: &Job, relay: &str, results: Vec<RecipientResult>) {
+    for result in &results {
+        log_result(job, relay, result);
+    }
+    queue.finish_job(&job.queue_id, results).await;
+}
+
+fn session_failure_detail(error: &SessionError) -> String {
+    match error {
+        SessionError::Refused { reply, .. } => format!("{error} (reply: {reply})"),
+        _ => error.to_string(),
+    }
+}

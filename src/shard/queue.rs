@@ -1,0 +1,473 @@
+//! The shard's queue: every message not yet final, when each is due, and the bookkeeping that
+//! turns delivery results into spool records.
+//!
+//! The index is the one recovery rebuilt; every change to it after start-up goes through the
+//! same replay code (`QueueIndex::apply`) with the record the shard has just appended, so the
+//! live state and the state after a crash cannot drift apart. The scheduler task wakes at the
+//! earliest due time or when a message arrives, groups each due message's pending recipients by
+//! destination and hands them to `outbound`. Results come back here: DELIVERED and FAILED are
+//! appended as they arrive, one DEFERRED per attempt once every destination has answered.
+//!
+//! It lives on one shard thread and never blocks it; no borrow of the state is held across an
+//! await.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use tracing::{debug, error, info, warn};
+
+use super::outbound::{Job, Outbound};
+use super::spool::ShardSpool;
+use crate::config::Config;
+use crate::delivery::client::{RecipientResult, Verdict};
+use crate::delivery::route::{Destination, Router};
+use crate::delivery::schedule::{NextAttempt, RetrySchedule};
+use crate::spool::{CommitRecord, OutcomeRecord, QueueIndex, RecordLocation, RecordType};
+
+/// Messages handed to delivery per scheduler round, so a large backlog after a restart is
+/// started in slices and new mail is not starved behind it.
+const DISPATCH_BATCH_MAX: usize = 512;
+
+/// How long the scheduler sleeps when nothing is due; it is woken early by new mail.
+const IDLE_WAKEUP: Duration = Duration::from_secs(60);
+
+/// How often the reclaimer looks for segments that no live message needs.
+const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What one delivery attempt of one message has produced so far.
+struct Attempt {
+    jobs_left: usize,
+    deferred: Vec<u32>,
+    deferred_detail: String,
+}
+
+struct State {
+    index: QueueIndex,
+    /// `(due unix ms, queue id)` of every message waiting for an attempt. A message may have a
+    /// stale entry (it was rescheduled or finished); the index decides when the entry is popped.
+    due: BTreeSet<(u64, String)>,
+    /// Messages whose attempt is running, with what it has produced.
+    in_flight: HashMap<String, Attempt>,
+    /// Segment files that exist and have not been reclaimed, in log order.
+    segments: BTreeSet<(u64, u64)>,
+}
+
+pub(crate) struct Queue {
+    state: RefCell<State>,
+    pub spool: ShardSpool,
+    router: Router,
+    schedule: RetrySchedule,
+    pub outbound: Outbound,
+    wake: LocalSender<()>,
+    random: Cell<u64>,
+}
+
+impl Queue {
+    /// Takes over the recovered index and starts the scheduler and the reclaimer.
+    pub fn start(
+        config: &Config,
+        shard: usize,
+        spool: ShardSpool,
+        recovered: QueueIndex,
+        segments: Vec<(u64, u64)>,
+    ) -> Rc<Queue> {
+        let now = unix_ms(SystemTime::now());
+        let due = recovered
+            .iter()
+            .filter(|message| !message.held)
+            .map(|message| {
+                (
+                    message.next_attempt_unix_ms.min(now),
+                    message.commit.queue_id.clone(),
+                )
+            })
+            .collect();
+        let (wake, woken) = local_channel::new_bounded(1);
+        let queue = Rc::new(Queue {
+            state: RefCell::new(State {
+                index: recovered,
+                due,
+                in_flight: HashMap::new(),
+                segments: segments.into_iter().collect(),
+            }),
+            spool,
+            router: Router::new(&config.routes),
+            schedule: RetrySchedule::new(&config.delivery),
+            outbound: Outbound::new(config, shard),
+            wake,
+            random: Cell::new(seed(shard)),
+        });
+        glommio::spawn_local(Rc::clone(&queue).schedule_loop(woken)).detach();
+        glommio::spawn_local(Rc::clone(&queue).reclaim_loop()).detach();
+        queue
+    }
+
+    /// A message the session has just committed: it is due at once.
+    pub fn accept(&self, location: RecordLocation, commit: CommitRecord) {
+        let queue_id = commit.queue_id.clone();
+        let now = unix_ms(SystemTime::now());
+        {
+            let mut state = self.state.borrow_mut();
+            if let Err(error) = state.index.insert_commit(location, commit) {
+                // The session builds the record, so this is a bug, not bad input: the message
+                // is durable and will be found again by recovery at the next start.
+                error!(%queue_id, %error, "accepted message could not be queued");
+                return;
+            }
+            state.due.insert((now, queue_id));
+        }
+        let _ = self.wake.try_send(());
+    }
+
+    /// Messages in the queue (for logs and tests).
+    pub fn len(&self) -> usize {
+        self.state.borrow().index.len()
+    }
+
+    async fn schedule_loop(self: Rc<Self>, woken: LocalReceiver<()>) {
+        loop {
+            let now = unix_ms(SystemTime::now());
+            let due = self.take_due(now);
+            for queue_id in &due {
+                self.dispatch(queue_id, now).await;
+            }
+            if due.len() == DISPATCH_BATCH_MAX {
+                glommio::yield_if_needed().await;
+                continue;
+            }
+
+            let next = self.state.borrow().due.first().map(|(at, _)| *at);
+            let sleep = next.map_or(IDLE_WAKEUP, |at| {
+                Duration::from_millis(at.saturating_sub(unix_ms(SystemTime::now())))
+            });
+            if sleep.is_zero() {
+                continue;
+            }
+            futures_lite::future::or(
+                async {
+                    woken.recv().await;
+                },
+                glommio::timer::sleep(sleep.min(IDLE_WAKEUP)),
+            )
+            .await;
+        }
+    }
+
+    /// Pops the due entries that still stand for a message ready to be tried.
+    fn take_due(&self, now: u64) -> Vec<String> {
+        let mut state = self.state.borrow_mut();
+        let mut ready = Vec::new();
+        while ready.len() < DISPATCH_BATCH_MAX {
+            let Some((at, _)) = state.due.first() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            let Some((_, queue_id)) = state.due.pop_first() else {
+                break;
+            };
+            // Deleted or held messages leave their entry behind; releasing re-adds one.
+            let ready_to_try = state
+                .index
+                .get(&queue_id)
+                .is_some_and(|message| !message.held);
+            if ready_to_try && !state.in_flight.contains_key(&queue_id) {
+                ready.push(queue_id);
+            }
+        }
+        ready
+    }
+
+    /// Starts one attempt: the pending recipients, grouped by destination.
+    async fn dispatch(self: &Rc<Self>, queue_id: &str, now: u64) {
+        let jobs = {
+            let state = self.state.borrow();
+            let Some(message) = state.index.get(queue_id) else {
+                return;
+            };
+            let mut groups: Vec<(Destination, Vec<u32>)> = Vec::new();
+            let mut unroutable = Vec::new();
+            for &index in &message.pending {
+                let address = &message.commit.envelope.rcpt_to[index as usize].address;
+                match self.router.destination(address) {
+                    Some(destination) => match groups.iter_mut().find(|(d, _)| *d == destination) {
+                        Some((_, recipients)) => recipients.push(index),
+                        None => groups.push((destination, vec![index])),
+                    },
+                    None => unroutable.push(index),
+                }
+            }
+            let envelope = Rc::new(message.commit.envelope.clone());
+            let body = Rc::new(message.commit.body.clone());
+            let attempt = message.attempts + 1;
+            let delay_ms = now.saturating_sub(message.commit.received_at_unix_ms);
+            let jobs: Vec<Job> = groups
+                .into_iter()
+                .map(|(destination, recipients)| Job {
+                    queue_id: queue_id.to_owned(),
+                    destination,
+                    recipients,
+                    envelope: Rc::clone(&envelope),
+                    body: Rc::clone(&body),
+                    attempt,
+                    delay: Duration::from_millis(delay_ms),
+                })
+                .collect();
+            (jobs, unroutable)
+        };
+        let (jobs, unroutable) = jobs;
+
+        self.state.borrow_mut().in_flight.insert(
+            queue_id.to_owned(),
+            Attempt {
+                jobs_left: jobs.len() + usize::from(!unroutable.is_empty()),
+                deferred: Vec::new(),
+                deferred_detail: String::new(),
+            },
+        );
+        for job in jobs {
+            self.outbound.submit(self, job);
+        }
+        if !unroutable.is_empty() {
+            let results = unroutable
+                .into_iter()
+                .map(|index| RecipientResult {
+                    index,
+                    verdict: Verdict::Failed,
+                    status: "5.4.4".into(),
+                    detail: "no [[route]] matches the recipient's domain".into(),
+                })
+                .collect();
+            self.finish_job(queue_id, results).await;
+        }
+    }
+
+    /// Records what one destination did with its recipients. When the last destination of the
+    /// attempt has answered, the deferred recipients are rescheduled (or expire).
+    pub async fn finish_job(&self, queue_id: &str, results: Vec<RecipientResult>) {
+        let mut delivered = Vec::new();
+        let mut failed = Vec::new();
+        let mut deferred = Vec::new();
+        for result in results {
+            match result.verdict {
+                Verdict::Delivered => delivered.push(result),
+                Verdict::Failed => failed.push(result),
+                Verdict::Deferred => deferred.push(result),
+            }
+        }
+
+        if !delivered.is_empty() {
+            self.record_outcome(RecordType::Delivered, queue_id, &delivered, None)
+                .await;
+        }
+        if !failed.is_empty() {
+            self.record_outcome(RecordType::Failed, queue_id, &failed, None)
+                .await;
+        }
+
+        let finished = {
+            let mut state = self.state.borrow_mut();
+            let Some(attempt) = state.in_flight.get_mut(queue_id) else {
+                debug_assert!(false, "a job finished for a message not in flight");
+                return;
+            };
+            attempt.jobs_left -= 1;
+            for result in &deferred {
+                attempt.deferred.push(result.index);
+                attempt.deferred_detail = result.detail.clone();
+            }
+            if attempt.jobs_left > 0 {
+                None
+            } else {
+                state.in_flight.remove(queue_id)
+            }
+        };
+        if let Some(attempt) = finished {
+            if !attempt.deferred.is_empty() {
+                self.reschedule(queue_id, attempt).await;
+            }
+        }
+    }
+
+    /// One DEFERRED record for every recipient this attempt could not deliver, with the time
+    /// of the next attempt; or, past the maximum age, FAILED for them all.
+    async fn reschedule(&self, queue_id: &str, attempt: Attempt) {
+        let now = unix_ms(SystemTime::now());
+        let Some((received, attempts)) = self
+            .state
+            .borrow()
+            .index
+            .get(queue_id)
+            .map(|message| (message.commit.received_at_unix_ms, message.attempts + 1))
+        else {
+            return; // Deleted by an operator while the attempt ran.
+        };
+
+        let results: Vec<RecipientResult> = attempt
+            .deferred
+            .iter()
+            .map(|&index| RecipientResult {
+                index,
+                verdict: Verdict::Deferred,
+                status: String::new(),
+                detail: attempt.deferred_detail.clone(),
+            })
+            .collect();
+        match self
+            .schedule
+            .after_failure(received, attempts, now, self.next_random())
+        {
+            NextAttempt::At { unix_ms } => {
+                self.record_outcome(RecordType::Deferred, queue_id, &results, Some(unix_ms))
+                    .await;
+                self.state
+                    .borrow_mut()
+                    .due
+                    .insert((unix_ms, queue_id.to_owned()));
+            }
+            NextAttempt::Expired => {
+                let expired: Vec<RecipientResult> = results
+                    .into_iter()
+                    .map(|result| RecipientResult {
+                        verdict: Verdict::Failed,
+                        status: "4.4.7".into(),
+                        detail: format!(
+                            "gave up after the maximum queue time; last error: {}",
+                            result.detail
+                        ),
+                        ..result
+                    })
+                    .collect();
+                warn!(%queue_id, recipients = expired.len(), "message expired in the queue");
+                self.record_outcome(RecordType::Failed, queue_id, &expired, None)
+                    .await;
+            }
+        }
+    }
+
+    /// Appends one outcome record and applies it to the index, as recovery would replay it.
+    async fn record_outcome(
+        &self,
+        record_type: RecordType,
+        queue_id: &str,
+        results: &[RecipientResult],
+        next_attempt_unix_ms: Option<u64>,
+    ) {
+        let record = OutcomeRecord {
+            queue_id: queue_id.to_owned(),
+            recipients: results.iter().map(|result| result.index).collect(),
+            detail: results
+                .last()
+                .map(|result| result.detail.clone())
+                .unwrap_or_default(),
+            next_attempt_unix_ms,
+        };
+        let mut payload = Vec::new();
+        record.encode(&mut payload);
+
+        // The index changes at once, so the scheduler never sees these recipients as pending
+        // again; outcome records carry no location the index uses, hence the placeholder.
+        let (generation, segment) = self.spool.write_position();
+        let placeholder = RecordLocation {
+            generation,
+            segment,
+            offset: 0,
+        };
+        let applied = self
+            .state
+            .borrow_mut()
+            .index
+            .apply(placeholder, record_type, &payload);
+        if let Err(error) = applied {
+            error!(%queue_id, %error, "outcome could not be applied to the queue");
+        }
+        self.spool.append(record_type, &payload).await;
+    }
+
+    fn next_random(&self) -> u64 {
+        let mut x = self.random.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.random.set(x);
+        x
+    }
+
+    /// Deletes segment files before the oldest one a live message still needs. Only a prefix of
+    /// the log is ever deleted (see `QueueIndex::live_segments` for why), and never the segment
+    /// being written.
+    async fn reclaim_loop(self: Rc<Self>) {
+        loop {
+            glommio::timer::sleep(RECLAIM_INTERVAL).await;
+            let created = self.spool.take_created_segments();
+            let generation = self.spool.write_position().0;
+            let reclaimable: Vec<(u64, u64)> = {
+                let mut state = self.state.borrow_mut();
+                state
+                    .segments
+                    .extend(created.into_iter().map(|segment| (generation, segment)));
+                let boundary = state
+                    .index
+                    .oldest_live_segment()
+                    .unwrap_or((u64::MAX, u64::MAX))
+                    .min(self.spool.write_position());
+                state.segments.range(..boundary).copied().collect()
+            };
+            for (generation, segment) in reclaimable {
+                match self.spool.remove_segment(generation, segment).await {
+                    Ok(()) => {
+                        self.state
+                            .borrow_mut()
+                            .segments
+                            .remove(&(generation, segment));
+                        debug!(generation, segment, "spool segment reclaimed");
+                    }
+                    Err(error) => {
+                        warn!(generation, segment, %error, "cannot delete a reclaimable spool segment; will retry");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Delivery log line for one recipient, in the spirit of Postfix's `status=` lines.
+pub(crate) fn log_result(job: &Job, relay: &str, result: &RecipientResult) {
+    let recipient = &job.envelope.rcpt_to[result.index as usize].address;
+    let status = match result.verdict {
+        Verdict::Delivered => "sent",
+        Verdict::Deferred => "deferred",
+        Verdict::Failed => "bounced",
+    };
+    info!(
+        queue_id = %job.queue_id,
+        to = %recipient,
+        destination = %job.destination,
+        relay,
+        attempt = job.attempt,
+        delay_ms = job.delay.as_millis() as u64,
+        dsn = %result.status,
+        status,
+        reply = %result.detail,
+        "delivery"
+    );
+}
+
+fn seed(shard: usize) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ (shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+}
+
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
