@@ -431,7 +431,7 @@ pub(crate) fn delivery(errors: &mut Errors, value: Option<&Value>) -> DeliveryCo
             errors,
             "max_age",
             Duration::from_secs(5 * 86_400),
-            duration_in(Duration::from_secs(60), Duration::from_secs(60 * 86_400)),
+            duration_in(Duration::from_secs(1), Duration::from_secs(60 * 86_400)),
         ),
         // "0s", the default, turns the warning off.
         delay_warning: Some(fields.optional(

@@ -5,6 +5,7 @@
 //! functions of the configuration; the client runs over any byte stream and timer it is given.
 
 pub mod client;
+pub mod loops;
 pub mod reply;
 pub mod route;
 pub mod schedule;

@@ -24,6 +24,7 @@ use crate::config::{Config, OutboundTls, RouteConfig, RouteTarget};
 use crate::delivery::client::{
     Client, Message, RecipientResult, SessionError, Timeouts, Timer, Verdict,
 };
+use crate::delivery::loops::received_count;
 use crate::delivery::route::Destination;
 use crate::smtp::Envelope;
 use crate::spool::BodyLocation;
@@ -123,6 +124,7 @@ pub(crate) struct Outbound {
     timeouts: Timeouts,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    received_max: usize,
     worker_ids: Cell<u64>,
     shard: usize,
 }
@@ -141,6 +143,7 @@ impl Outbound {
             },
             connect_timeout: delivery.connect_timeout,
             idle_timeout: delivery.idle_timeout,
+            received_max: delivery.received_max,
             worker_ids: Cell::new(0),
             shard,
         }
@@ -307,6 +310,22 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
                 }
             },
         };
+        let hops = received_count(&content);
+        if hops > outbound.received_max {
+            let detail = format!(
+                "mail loop: {hops} Received headers, more than the limit of {}",
+                outbound.received_max
+            );
+            finish(
+                &queue,
+                &job,
+                relay,
+                job.all(Verdict::Failed, "5.4.6", &detail),
+            )
+            .await;
+            continue;
+        }
+
         let message = Message {
             envelope: &job.envelope,
             recipients: &job.recipients,

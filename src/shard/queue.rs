@@ -328,6 +328,8 @@ impl Queue {
                     .borrow_mut()
                     .due
                     .insert((unix_ms, queue_id.to_owned()));
+                // The scheduler may be asleep until a later time; this entry may come first.
+                let _ = self.wake.try_send(());
             }
             NextAttempt::Expired => {
                 let expired: Vec<RecipientResult> = results

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod next_hop;
+
 /// How long a test waits for the relay to start listening.
 const START_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -32,6 +34,16 @@ pub struct Options {
     pub smtp: &'static str,
     /// Number of shards; default 1 so per-shard limits are predictable.
     pub shards: Option<usize>,
+    /// The whole `[[route]]` part. Default: every domain to a smart host on a port where
+    /// nothing listens, so accepted mail stays in the spool for the test to inspect.
+    pub routes: Option<String>,
+    /// Lines inside `[delivery]`.
+    pub delivery: String,
+}
+
+/// A `[[route]]` for every domain through one smart host, with short idle connections.
+pub fn smarthost_route(address: SocketAddr) -> String {
+    format!("[[route]]\ndomains = [\"*\"]\nsmarthost = \"{address}\"\ntls = \"none\"\n")
 }
 
 /// A running relay. Killed when dropped.
@@ -62,15 +74,19 @@ impl Relay {
         let relay = options
             .relay
             .unwrap_or("allow_networks = [\"127.0.0.0/8\"]\nlocal_domains = [\"example.com\"]");
+        let routes = options
+            .routes
+            .unwrap_or_else(|| smarthost_route(SocketAddr::from(([127, 0, 0, 1], free_port()))));
         let config = format!(
             "[server]\nhostname = \"relay.test\"\nspool = \"{spool}\"\nshards = {shards}\n{server}\n\n\
              [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
-             [relay]\n{relay}\n\n[smtp]\n{smtp}\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n\n\
-             [log]\nlevel = \"debug\"\n",
+             [relay]\n{relay}\n\n[smtp]\n{smtp}\n\n{routes}\n\
+             [delivery]\n{delivery}\n\n[log]\nlevel = \"debug\"\n",
             spool = spool.display(),
             shards = options.shards.unwrap_or(1),
             server = options.server,
             smtp = options.smtp,
+            delivery = options.delivery,
         );
         let config_path = directory.path().join("postern.toml");
         fs::write(&config_path, config).expect("write config");
