@@ -174,6 +174,7 @@ impl ShardSpool {
         let directory = shard_directory.join(generation_directory_name(generation));
         std::fs::create_dir_all(&directory)?;
         sync_directory(shard_directory).await?;
+        settle_polled_io_probe(shard_directory).await?;
 
         let state = Rc::new(RefCell::new(State {
             generation,
@@ -475,6 +476,25 @@ pub fn segment_path(shard_directory: &Path, generation: u64, segment: u64) -> Pa
 /// `seg-00000001.log`: fixed width so a plain sort is the log order.
 pub fn segment_file_name(segment: u64) -> String {
     format!("seg-{segment:08}.log")
+}
+
+/// glommio decides once per device and thread whether DMA reads and writes may use io_uring's
+/// polled ring, by reading the first block of the first DMA file opened. A new segment is
+/// empty, so that probe read succeeds without touching the device and wrongly enables polled
+/// I/O; later reads of real data then fail with "Operation not supported" on devices that
+/// cannot poll (virtio disks, most cloud volumes). Opening a file that holds one real block
+/// first makes the probe meaningful.
+async fn settle_polled_io_probe(shard_directory: &Path) -> io::Result<()> {
+    let path = shard_directory.join(".io-probe");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&path)?;
+        file.write_all(&[0x5a; BLOCK_BYTES])?;
+        file.sync_all()?;
+    }
+    let probed = DmaFile::open(&path).await.map_err(io::Error::from)?;
+    let _ = probed.close().await;
+    std::fs::remove_file(&path)
 }
 
 async fn sync_directory(directory: &Path) -> io::Result<()> {
