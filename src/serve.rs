@@ -86,7 +86,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Listener features the configuration can name but this build cannot serve yet. Refusing to
+/// Features the configuration can name but this build cannot serve yet. Refusing to
 /// start is better than silently serving in clear text on a port meant for TLS.
 fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
     for (index, listener) in config.listeners.iter().enumerate() {
@@ -99,6 +99,19 @@ fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
                     config.source
                 ),
                 "set tls = \"none\" and auth = \"none\" on that listener (docs/limitations.md, L1)",
+            ));
+        }
+    }
+    for (index, route) in config.routes.iter().enumerate() {
+        // LIMITATION(L2): outbound connections cannot be bound to a source address yet.
+        if route.source_address.is_some() {
+            return Err(Fatal::new(
+                ExitReason::ConfigInvalid,
+                format!(
+                    "{}: route[{index}].source_address is not available in this build yet",
+                    config.source
+                ),
+                "remove source_address from that route (docs/limitations.md, L2)",
             ));
         }
     }
