@@ -24,6 +24,11 @@ pub enum ExitReason {
     AddressNotAvailable = 13,
     /// The spool directory cannot be created, written or synced.
     SpoolNotWritable = 14,
+    /// An admin command found no such message (or nothing to act on).
+    NotFound = 3,
+    /// An admin command could not reach the running relay's admin API (sysexits.h
+    /// EX_UNAVAILABLE).
+    AdminUnavailable = 69,
     /// The configuration is invalid (the sysexits.h EX_CONFIG value).
     ConfigInvalid = 78,
 }

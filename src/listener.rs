@@ -48,7 +48,7 @@ fn bind_one(
 
     for &cpu in cpus {
         let socket = bind_socket(address, listener.backlog, cpu)
-            .map_err(|error| bind_failure(listener.address, error))?;
+            .map_err(|error| bind_failure(listener.address, error, "listener.address"))?;
 
         // With port 0 the first bind picks a port; the other shards must share that one.
         if address.port() == 0 {
@@ -90,12 +90,13 @@ fn bind_socket(address: SocketAddr, backlog: u32, cpu: usize) -> io::Result<Sock
     Ok(socket)
 }
 
-fn bind_failure(address: SocketAddr, error: io::Error) -> Fatal {
+/// The fatal error for an address that cannot be bound; `key` names the setting to change.
+pub(crate) fn bind_failure(address: SocketAddr, error: io::Error, key: &str) -> Fatal {
     match error.kind() {
         io::ErrorKind::AddrInUse => Fatal::new(
             ExitReason::AddressInUse,
             format!("cannot listen on {address}: the address is already in use"),
-            "stop the other process on that port (`ss -ltnp`) or change `listener.address`",
+            format!("stop the other process on that port (`ss -ltnp`) or change `{key}`"),
         ),
         io::ErrorKind::PermissionDenied => Fatal::new(
             ExitReason::AddressNotAvailable,

@@ -52,7 +52,8 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
-    let control = Control::start(control_link, config.server.shutdown_timeout)?;
+    let admin_address = config.admin.as_ref().map(|admin| admin.address);
+    let control = Control::start(control_link, config.server.shutdown_timeout, admin_address)?;
 
     let specs = shard_links
         .into_iter()

@@ -4,6 +4,7 @@
 //! and turns its reason into the exit status, so the codes documented in
 //! `docs/operations.md` are the only ones the binary produces (besides 2 for usage errors).
 
+mod queue;
 mod spool_export;
 
 use std::path::PathBuf;
@@ -44,6 +45,40 @@ enum Command {
     /// Offline spool tools.
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// Queue administration of the running relay, through its admin API (`[admin] address`).
+    Queue {
+        /// Configuration file whose `[admin] address` to use (default: the embedded default).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The admin API address, overriding the configuration (e.g. 127.0.0.1:8025).
+        #[arg(long, global = true)]
+        admin: Option<std::net::SocketAddr>,
+        /// Print the API's JSON answer instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: QueueCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Every queued message, like `mailq` (`!` held, `*` being delivered).
+    List,
+    /// One message in detail.
+    Show { queue_id: String },
+    /// Try every deferred message now, like `postqueue -f`.
+    Flush,
+    /// Keep a message without trying it, like `postsuper -h`.
+    Hold { queue_id: String },
+    /// Release a held message and try it now, like `postsuper -H`.
+    Release { queue_id: String },
+    /// Remove a message without delivering it, like `postsuper -d`.
+    Delete { queue_id: String },
+    /// Route one message (or all) afresh and try now, lifting destination pauses (`postsuper -r`).
+    Requeue { queue_id: Option<String> },
+    /// Counts per shard.
+    Stats,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +112,13 @@ pub fn main() -> ExitCode {
                 println!("{count} message(s) exported to {}", output.display());
             })
         }
+        Command::Queue {
+            config,
+            admin,
+            json,
+            action,
+        } => admin_address(config.as_deref(), admin)
+            .and_then(|address| queue::run(address, &queue_action(action), json)),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             Ok(())
@@ -93,6 +135,40 @@ pub fn main() -> ExitCode {
             ExitCode::from(fatal.reason.code())
         }
     }
+}
+
+fn queue_action(command: QueueCommand) -> queue::Action {
+    match command {
+        QueueCommand::List => queue::Action::List,
+        QueueCommand::Show { queue_id } => queue::Action::Show(queue_id),
+        QueueCommand::Flush => queue::Action::Flush,
+        QueueCommand::Hold { queue_id } => queue::Action::Hold(queue_id),
+        QueueCommand::Release { queue_id } => queue::Action::Release(queue_id),
+        QueueCommand::Delete { queue_id } => queue::Action::Delete(queue_id),
+        QueueCommand::Requeue { queue_id } => queue::Action::Requeue(queue_id),
+        QueueCommand::Stats => queue::Action::Stats,
+    }
+}
+
+/// `--admin`, else the configuration's `[admin] address`.
+fn admin_address(
+    config: Option<&std::path::Path>,
+    admin: Option<std::net::SocketAddr>,
+) -> Result<std::net::SocketAddr, Fatal> {
+    if let Some(address) = admin {
+        return Ok(address);
+    }
+    let config = load(config)?;
+    config.admin.map(|admin| admin.address).ok_or_else(|| {
+        Fatal::new(
+            ExitReason::ConfigInvalid,
+            format!(
+                "{} has no [admin] section, so there is no API to ask",
+                config.source
+            ),
+            "add [admin] with address = \"127.0.0.1:8025\", or pass --admin ADDR",
+        )
+    })
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<Config, Fatal> {

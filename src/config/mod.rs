@@ -196,7 +196,11 @@ mod tests {
         assert_eq!(config.routes[0].domains, ["*"]);
         assert_eq!(config.routes[0].target, RouteTarget::Mx);
         assert_eq!(config.routes[0].tls, OutboundTls::Opportunistic);
-        assert!(config.dkim.is_empty() && config.admin.is_none());
+        assert!(config.dkim.is_empty());
+        assert_eq!(
+            config.admin.map(|admin| admin.address),
+            Some("127.0.0.1:8025".parse().unwrap())
+        );
 
         let config = embedded_default();
 
@@ -752,7 +756,7 @@ mod tests {
              messages_per_connection_max=100 source_address=auto} dns{servers=[system]} \
              delivery{retry_schedule=[1m,5m,15m,30m,1h,2h,4h] max_age=5d delay_warning=off \
              received_max=100 connect_timeout=30s command_timeout=5m data_timeout=3m \
-             data_done_timeout=10m idle_timeout=5s} \
+             data_done_timeout=10m idle_timeout=5s} admin{address=127.0.0.1:8025} \
              log{level=info format=text}"
         );
     }

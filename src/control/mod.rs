@@ -1,10 +1,13 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
-//! It owns what is not on the hot path and what only exists for tokio: signal handling today;
-//! the admin API, metrics, DNS and message authentication as they arrive. Shards reach it only
+//! It owns what is not on the hot path and what only exists for tokio: signal handling and the
+//! admin API today; metrics, DNS and message authentication as they arrive. Shards reach it only
 //! through the channels in `shard::link`. It must never be needed to accept or store a message,
 //! so a slow control thread can delay administration but never mail.
 
+mod admin;
+
+use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,7 +26,11 @@ pub struct Control {
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
     /// `shutdown_timeout`; a second signal shortens the deadline to now.
-    pub fn start(link: ControlLink, shutdown_timeout: Duration) -> Result<Control, Fatal> {
+    pub fn start(
+        link: ControlLink,
+        shutdown_timeout: Duration,
+        admin_address: Option<SocketAddr>,
+    ) -> Result<Control, Fatal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -36,9 +43,32 @@ impl Control {
         // arriving during start-up is not lost to the default action.
         let signals = runtime.block_on(async { Signals::install() })?;
 
+        // Bound here, before any shard starts, so a taken port stops start-up with its fix.
+        let admin_listener = match admin_address {
+            None => None,
+            Some(address) => {
+                let bound = std::net::TcpListener::bind(address)
+                    .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                    .map_err(|error| {
+                        crate::listener::bind_failure(address, error, "admin.address")
+                    })?;
+                let listener = runtime
+                    .block_on(async { tokio::net::TcpListener::from_std(bound) })
+                    .map_err(|error| {
+                        Fatal::internal(format!("cannot serve the admin API: {error}"))
+                    })?;
+                info!(%address, "admin API listening");
+                Some(listener)
+            }
+        };
+
         let thread = std::thread::Builder::new()
             .name("postern-control".into())
             .spawn(move || {
+                if let Some(listener) = admin_listener {
+                    let shards = link.shards.clone();
+                    runtime.spawn(admin::serve(listener, shards));
+                }
                 runtime.block_on(run(link, signals, shutdown_timeout, stop_rx));
             })
             .map_err(|error| {
@@ -112,7 +142,7 @@ async fn run(
                     Instant::now() + shutdown_timeout
                 };
                 shutdown_requested = true;
-                broadcast(&link, ShardCommand::Shutdown { deadline });
+                broadcast(&link, &ShardCommand::Shutdown { deadline });
             }
             _ = &mut stop => break,
         }
@@ -128,10 +158,10 @@ fn answer(request: ControlRequest) {
     }
 }
 
-fn broadcast(link: &ControlLink, command: ShardCommand) {
+fn broadcast(link: &ControlLink, command: &ShardCommand) {
     for (shard, sender) in link.shards.iter().enumerate() {
         // A shard that already exited has dropped its receiver; nothing is left to tell it.
-        if sender.try_send(command).is_err() {
+        if sender.try_send(command.clone()).is_err() {
             tracing::debug!(
                 shard,
                 "shard did not take the command (already stopped or busy)"

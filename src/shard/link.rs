@@ -14,10 +14,85 @@ pub const CONTROL_REQUESTS_MAX: usize = 1024;
 pub const SHARD_COMMANDS_MAX: usize = 16;
 
 /// What the control thread asks a shard to do.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum ShardCommand {
     /// Stop accepting; sessions may finish until `deadline`, then they are told `421 4.3.2`.
     Shutdown { deadline: Instant },
+    /// A queue administration request from the admin API; the answer goes to `reply`.
+    Admin {
+        request: AdminRequest,
+        reply: flume::Sender<AdminReply>,
+    },
+}
+
+/// Queue administration, with the semantics Postfix operators know from `mailq`,
+/// `postqueue -f` and `postsuper -h/-H/-d/-r`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRequest {
+    /// Every queued message (`mailq`).
+    List,
+    /// One message in detail.
+    Show { queue_id: String },
+    /// Try every deferred message now (`postqueue -f`).
+    Flush,
+    /// Keep a message but never try it until released (`postsuper -h`).
+    Hold { queue_id: String, actor: String },
+    /// Undo a hold; the message is tried at once (`postsuper -H`).
+    Release { queue_id: String, actor: String },
+    /// Remove a message without delivering it (`postsuper -d`).
+    Delete { queue_id: String, actor: String },
+    /// Route one message, or every one, afresh and try it now, forgetting destination pauses
+    /// (`postsuper -r`).
+    Requeue {
+        queue_id: Option<String>,
+        actor: String,
+    },
+    /// Counts for the shard.
+    Stats,
+}
+
+/// One queued message as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueEntry {
+    pub queue_id: String,
+    pub shard: usize,
+    pub arrival_unix_ms: u64,
+    pub size_bytes: u64,
+    pub sender: String,
+    /// Recipients still pending.
+    pub recipients: Vec<String>,
+    pub held: bool,
+    /// An attempt is running right now.
+    pub active: bool,
+    pub attempts: u32,
+    pub next_attempt_unix_ms: u64,
+}
+
+/// A shard's queue in numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub messages: usize,
+    pub recipients: usize,
+    pub held: usize,
+    pub active: usize,
+    /// Messages with at least one failed attempt.
+    pub deferred: usize,
+    pub oldest_arrival_unix_ms: Option<u64>,
+    pub segments: usize,
+    pub paused_destinations: usize,
+}
+
+/// A shard's answer to an [`AdminRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminReply {
+    Entries(Vec<QueueEntry>),
+    Entry(Option<QueueEntry>),
+    /// How many messages the action changed.
+    Done {
+        affected: usize,
+    },
+    Stats(ShardStats),
 }
 
 /// What a shard asks the control thread. Every request carries its own reply channel.

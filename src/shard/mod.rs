@@ -6,6 +6,7 @@
 //! from the control thread: stop accepting, let sessions finish until the deadline, then tell the
 //! rest `421 4.3.2` and stop.
 
+mod admin;
 mod connection;
 pub mod link;
 mod message;
@@ -206,10 +207,17 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     let _ = ready.send(Ok(()));
     debug!("shard serving");
 
-    let deadline = match link.commands.recv_async().await {
-        Ok(link::ShardCommand::Shutdown { deadline }) => deadline,
-        // The control thread is gone: stop as if told to, with the configured grace.
-        Err(_) => Instant::now() + config.server.shutdown_timeout,
+    let deadline = loop {
+        match link.commands.recv_async().await {
+            Ok(link::ShardCommand::Shutdown { deadline }) => break deadline,
+            Ok(link::ShardCommand::Admin { request, reply }) => {
+                let answer = context.queue.administer(request).await;
+                // The admin client may have given up waiting; nothing is lost by dropping it.
+                let _ = reply.try_send(answer);
+            }
+            // The control thread is gone: stop as if told to, with the configured grace.
+            Err(_) => break Instant::now() + config.server.shutdown_timeout,
+        }
     };
 
     drop(stop_accepting_tx);

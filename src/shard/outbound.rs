@@ -183,6 +183,22 @@ impl Outbound {
         }
     }
 
+    /// Destinations currently paused after no host answered.
+    pub fn paused(&self) -> usize {
+        self.destinations
+            .borrow()
+            .values()
+            .filter(|state| state.is_down())
+            .count()
+    }
+
+    /// Lifts every pause, so the next attempt connects again (`postern queue requeue`).
+    pub fn forget_pauses(&self) {
+        for state in self.destinations.borrow().values() {
+            state.mark_up();
+        }
+    }
+
     /// Forgets a destination nobody works on, unless it is backed off (the pause must hold).
     fn forget_if_unused(&self, state: &DestinationState) {
         if state.workers.get() == 0 && state.jobs.borrow().is_empty() && !state.is_down() {

@@ -63,6 +63,7 @@ pub(crate) struct Queue {
     pub outbound: Outbound,
     wake: LocalSender<()>,
     random: Cell<u64>,
+    pub shard: usize,
 }
 
 impl Queue {
@@ -99,6 +100,7 @@ impl Queue {
             outbound: Outbound::new(config, shard),
             wake,
             random: Cell::new(seed(shard)),
+            shard,
         });
         glommio::spawn_local(Rc::clone(&queue).schedule_loop(woken)).detach();
         glommio::spawn_local(Rc::clone(&queue).reclaim_loop()).detach();
@@ -370,9 +372,18 @@ impl Queue {
         };
         let mut payload = Vec::new();
         record.encode(&mut payload);
+        self.apply_and_append(record_type, queue_id, &payload).await;
+    }
 
-        // The index changes at once, so the scheduler never sees these recipients as pending
-        // again; outcome records carry no location the index uses, hence the placeholder.
+    /// Applies a record to the index, as recovery would replay it, then appends it to the
+    /// spool. The index changes at once, so the scheduler never acts on stale state; outcome
+    /// and admin records carry no location the index uses, hence the placeholder.
+    pub(super) async fn apply_and_append(
+        &self,
+        record_type: RecordType,
+        queue_id: &str,
+        payload: &[u8],
+    ) {
         let (generation, segment) = self.spool.write_position();
         let placeholder = RecordLocation {
             generation,
@@ -383,11 +394,43 @@ impl Queue {
             .state
             .borrow_mut()
             .index
-            .apply(placeholder, record_type, &payload);
+            .apply(placeholder, record_type, payload);
         if let Err(error) = applied {
-            error!(%queue_id, %error, "outcome could not be applied to the queue");
+            error!(%queue_id, %error, "record could not be applied to the queue");
         }
-        self.spool.append(record_type, &payload).await;
+        self.spool.append(record_type, payload).await;
+    }
+
+    /// Reads the index.
+    pub(super) fn with_index<T>(&self, read: impl FnOnce(&QueueIndex) -> T) -> T {
+        read(&self.state.borrow().index)
+    }
+
+    /// Reads the index with a test for "an attempt is running".
+    pub(super) fn with_state<T>(
+        &self,
+        read: impl FnOnce(&QueueIndex, &dyn Fn(&str) -> bool) -> T,
+    ) -> T {
+        let state = self.state.borrow();
+        read(&state.index, &|queue_id| {
+            state.in_flight.contains_key(queue_id)
+        })
+    }
+
+    /// Segment files not yet reclaimed.
+    pub(super) fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Makes these messages due at `now` and wakes the scheduler.
+    pub(super) fn schedule_now(&self, queue_ids: Vec<String>, now: u64) {
+        {
+            let mut state = self.state.borrow_mut();
+            for queue_id in queue_ids {
+                state.due.insert((now, queue_id));
+            }
+        }
+        let _ = self.wake.try_send(());
     }
 
     fn next_random(&self) -> u64 {

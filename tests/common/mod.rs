@@ -39,6 +39,8 @@ pub struct Options {
     pub routes: Option<String>,
     /// Lines inside `[delivery]`.
     pub delivery: String,
+    /// Whole sections appended at the end of the file (`[admin]`, `[dns]`).
+    pub extra: String,
 }
 
 /// A `[[route]]` for every domain through one smart host, with short idle connections.
@@ -81,12 +83,13 @@ impl Relay {
             "[server]\nhostname = \"relay.test\"\nspool = \"{spool}\"\nshards = {shards}\n{server}\n\n\
              [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
              [relay]\n{relay}\n\n[smtp]\n{smtp}\n\n{routes}\n\
-             [delivery]\n{delivery}\n\n[log]\nlevel = \"debug\"\n",
+             [delivery]\n{delivery}\n\n[log]\nlevel = \"debug\"\n\n{extra}\n",
             spool = spool.display(),
             shards = options.shards.unwrap_or(1),
             server = options.server,
             smtp = options.smtp,
             delivery = options.delivery,
+            extra = options.extra,
         );
         let config_path = directory.path().join("postern.toml");
         fs::write(&config_path, config).expect("write config");
