@@ -52,7 +52,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
-    let control = Control::start(control_link, config.server.shutdown_timeout)?;
+    let control = Control::start(control_link, config.server.shutdown_timeout, &config.dns)?;
 
     let specs = shard_links
         .into_iter()

@@ -9,6 +9,7 @@
 mod connection;
 pub mod link;
 mod message;
+pub mod resolution;
 pub mod spool;
 
 use std::cell::Cell;
