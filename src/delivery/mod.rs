@@ -1,0 +1,3 @@
+//! Outbound delivery: routes, the outbound SMTP client, the retry schedule and bounces.
+
+pub mod bounce;
