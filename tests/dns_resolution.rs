@@ -375,31 +375,40 @@ fn a_server_that_never_answers_is_temporary_and_does_not_hold_up_pings() {
     let address = black_hole.local_addr().expect("local address");
     with_control(vec![address], |client| async move {
         let patience = Duration::from_secs(2);
+        let finished = std::rc::Rc::new(std::cell::Cell::new(false));
         let slow = glommio::spawn_local({
             let client = client.clone();
+            let finished = std::rc::Rc::clone(&finished);
             async move {
                 let started = Instant::now();
                 let answer = client.resolve_mx("mx.example.test", patience).await;
+                finished.set(true);
                 (answer, started.elapsed())
             }
         });
 
-        // While that lookup waits on the network, the control thread still answers at once.
+        // While that lookup waits on the network, the control thread still answers a ping.
         glommio::timer::sleep(Duration::from_millis(100)).await;
-        let pinged = Instant::now();
         client
-            .ping(0, Duration::from_millis(500))
+            .ping(0, Duration::from_secs(1))
             .await
             .expect("a ping is answered while a lookup is stuck");
-        assert!(pinged.elapsed() < Duration::from_millis(500));
+        assert!(
+            !finished.get(),
+            "the ping was answered only after the lookup ended"
+        );
 
+        // The patience bounds the wait; the slack is for a loaded machine.
         let (answer, elapsed) = slow.await;
         let Err(failure) = answer else {
             panic!("a dead server gave an answer: {answer:?}");
         };
         assert!(!failure.is_permanent(), "{failure:?}");
         assert!(elapsed >= patience, "gave up early: {elapsed:?}");
-        assert!(elapsed < patience * 2, "gave up late: {elapsed:?}");
+        assert!(
+            elapsed < patience + Duration::from_secs(3),
+            "gave up late: {elapsed:?}"
+        );
 
         let answer = client.resolve_host("mx1.example.test", patience).await;
         assert!(

@@ -83,6 +83,8 @@ impl Dns {
             builder
         };
 
+        // LIMITATION(L10): answers are trusted as the servers give them (no DNSSEC), and none is
+        // served past its TTL when the servers are down.
         set_cache_bounds(builder.options_mut());
         let resolver = builder
             .build()

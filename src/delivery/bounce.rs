@@ -21,6 +21,7 @@ use parts::{delivery_status, explanation};
 mod fields;
 mod parts;
 
+// LIMITATION(L11): RET=FULL returns at most this much.
 /// Largest original returned whole for RET=FULL. A larger one comes back as headers only (and
 /// the text says so): a bounce bigger than the sender's own size limit would itself bounce.
 pub const RETURN_FULL_MAX_BYTES: usize = 10 * 1024 * 1024;
@@ -30,6 +31,7 @@ const BOUNDARY_MAX_CHARS: usize = 70;
 
 /// What happened to a recipient (RFC 3464 §2.3.3). Delivered, relayed and expanded are not
 /// reported by this relay.
+// LIMITATION(L11): no success notifications (NOTIFY=SUCCESS), English text only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Delivery failed permanently; nothing more will be tried.
