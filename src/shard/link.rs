@@ -126,6 +126,7 @@ impl ControlClient {
             Err(_) => Err(ControlUnavailable),
         }
     }
+
     /// Asks where mail for `domain` goes, waiting at most `patience`. A control thread that is
     /// gone, busy or slower than `patience` is a `DnsFailure::Temporary`, never a permanent one.
     pub async fn resolve_mx(
