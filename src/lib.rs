@@ -2,8 +2,9 @@
 //!
 //! The crate follows the architecture in DESIGN.md: `config` turns text into validated values,
 //! `smtp` is the pure protocol machine (bytes in, replies and events out), `shard` owns the
-//! glommio data plane (listeners, sessions, storage), `control` owns the tokio control thread,
-//! `serve` wires them together at start-up, and `cli` is the `postern` command line.
+//! glommio data plane (listeners, sessions, storage), `control` owns the tokio control thread
+//! (signals, DNS), `delivery` the outbound side (bounces so far), `serve` wires them together
+//! at start-up, and `cli` is the `postern` command line.
 
 pub mod cli;
 pub mod config;

@@ -53,7 +53,12 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
 
     let (control_link, shard_links) = link::links(shard_count);
     let admin_address = config.admin.as_ref().map(|admin| admin.address);
-    let control = Control::start(control_link, config.server.shutdown_timeout, admin_address)?;
+    let control = Control::start(
+        control_link,
+        config.server.shutdown_timeout,
+        &config.dns,
+        admin_address,
+    )?;
 
     let specs = shard_links
         .into_iter()

@@ -1,9 +1,13 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
 //! It owns what is not on the hot path and what only exists for tokio: signal handling and the
-//! admin API today; metrics, DNS and message authentication as they arrive. Shards reach it only
-//! through the channels in `shard::link`. It must never be needed to accept or store a message,
-//! so a slow control thread can delay administration but never mail.
+//! admin API and the DNS resolver (`dns`) today; metrics and message authentication as they
+//! arrive. Shards reach it only through the channels in `shard::link`. Requests that wait on the
+//! network run as their own tasks, so one slow lookup never delays a ping or a signal. It must
+//! never be needed to accept or store a message, so a slow control thread can delay
+//! administration and delivery but never acceptance.
+
+pub mod dns;
 
 mod admin;
 
@@ -14,8 +18,10 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+use crate::config::DnsConfig;
 use crate::fatal::Fatal;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
+use dns::Dns;
 
 /// A running control thread.
 pub struct Control {
@@ -25,10 +31,12 @@ pub struct Control {
 
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
-    /// `shutdown_timeout`; a second signal shortens the deadline to now.
+    /// `shutdown_timeout`; a second signal shortens the deadline to now. DNS questions are
+    /// answered with the resolvers of `dns_config`; the admin API listens on `admin_address`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
+        dns_config: &DnsConfig,
         admin_address: Option<SocketAddr>,
     ) -> Result<Control, Fatal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -42,6 +50,7 @@ impl Control {
         // Signal handlers are installed here, before any shard exists, so that a SIGTERM
         // arriving during start-up is not lost to the default action.
         let signals = runtime.block_on(async { Signals::install() })?;
+        let dns = runtime.block_on(async { Dns::new(dns_config) })?;
 
         // Bound here, before any shard starts, so a taken port stops start-up with its fix.
         let admin_listener = match admin_address {
@@ -69,7 +78,7 @@ impl Control {
                     let shards = link.shards.clone();
                     runtime.spawn(admin::serve(listener, shards));
                 }
-                runtime.block_on(run(link, signals, shutdown_timeout, stop_rx));
+                runtime.block_on(run(link, signals, dns, shutdown_timeout, stop_rx));
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -119,6 +128,7 @@ impl Signals {
 async fn run(
     link: ControlLink,
     mut signals: Signals,
+    dns: Dns,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -126,7 +136,7 @@ async fn run(
     loop {
         tokio::select! {
             request = link.requests.recv_async() => match request {
-                Ok(request) => answer(request),
+                Ok(request) => answer(&dns, request),
                 Err(_) => break,
             },
             name = signals.next() => {
@@ -149,12 +159,23 @@ async fn run(
     }
 }
 
-fn answer(request: ControlRequest) {
+/// Answers at once what needs no waiting, and hands the rest to tasks of their own.
+fn answer(dns: &Dns, request: ControlRequest) {
     match request {
         ControlRequest::Ping { shard, reply } => {
             tracing::trace!(shard, "ping from shard");
             let _ = reply.send(ControlReply::Pong);
         }
+        ControlRequest::ResolveMx {
+            domain,
+            deadline,
+            reply,
+        } => dns.spawn_resolve_mx(domain, deadline, reply),
+        ControlRequest::ResolveHost {
+            name,
+            deadline,
+            reply,
+        } => dns.spawn_resolve_host(name, deadline, reply),
     }
 }
 

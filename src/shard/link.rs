@@ -3,9 +3,13 @@
 //! Shards never share memory with the control thread; they exchange these messages over bounded
 //! flume channels, which both glommio (shards) and tokio (control) can await. A full channel
 //! makes the sender wait rather than grow memory. This module owns the channel types so that
-//! neither side needs to know the other's runtime.
+//! neither side needs to know the other's runtime. DNS answers travel as the plain data types of
+//! `shard::resolution`, re-exported here.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
 
 /// How many requests a shard may have queued at the control thread before it waits.
 pub const CONTROL_REQUESTS_MAX: usize = 1024;
@@ -103,6 +107,19 @@ pub enum ControlRequest {
         shard: usize,
         reply: flume::Sender<ControlReply>,
     },
+    /// Where mail for `domain` goes (RFC 5321 §5.1, RFC 7505). The control thread gives up at
+    /// `deadline`, when the asking shard stops waiting.
+    ResolveMx {
+        domain: String,
+        deadline: Instant,
+        reply: flume::Sender<Result<MxAnswer, DnsFailure>>,
+    },
+    /// The A and AAAA addresses of `name`, IPv4 first.
+    ResolveHost {
+        name: String,
+        deadline: Instant,
+        reply: flume::Sender<Result<Vec<IpAddr>, DnsFailure>>,
+    },
 }
 
 /// The control thread's answer to a [`ControlRequest`].
@@ -182,6 +199,63 @@ impl ControlClient {
         match answer {
             Ok(ControlReply::Pong) => Ok(()),
             Err(_) => Err(ControlUnavailable),
+        }
+    }
+
+    /// Asks where mail for `domain` goes, waiting at most `patience`. A control thread that is
+    /// gone, busy or slower than `patience` is a `DnsFailure::Temporary`, never a permanent one.
+    pub async fn resolve_mx(
+        &self,
+        domain: &str,
+        patience: Duration,
+    ) -> Result<MxAnswer, DnsFailure> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::ResolveMx {
+            domain: domain.to_owned(),
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        self.ask(request, reply_rx, patience).await
+    }
+
+    /// Asks for the addresses of `name` (A and AAAA, IPv4 first), waiting at most `patience`.
+    /// An IP address literal is answered as itself without a query.
+    pub async fn resolve_host(
+        &self,
+        name: &str,
+        patience: Duration,
+    ) -> Result<Vec<IpAddr>, DnsFailure> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::ResolveHost {
+            name: name.to_owned(),
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        self.ask(request, reply_rx, patience).await
+    }
+
+    /// Sends a DNS request and waits for its answer; `patience` bounds both the wait for room in
+    /// the request channel and the wait for the reply.
+    async fn ask<T>(
+        &self,
+        request: ControlRequest,
+        reply: flume::Receiver<Result<T, DnsFailure>>,
+        patience: Duration,
+    ) -> Result<T, DnsFailure> {
+        let unavailable = || DnsFailure::Temporary(ControlUnavailable.to_string());
+        let exchange = async {
+            self.requests
+                .send_async(request)
+                .await
+                .map_err(|_| unavailable())?;
+            reply.recv_async().await.map_err(|_| unavailable())?
+        };
+
+        match glommio::timer::timeout(patience, async { Ok(exchange.await) }).await {
+            Ok(answer) => answer,
+            Err(_) => Err(DnsFailure::Temporary(format!(
+                "no DNS answer within {patience:?}"
+            ))),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod link;
 mod message;
 mod outbound;
 mod queue;
+pub mod resolution;
 pub mod spool;
 
 use std::cell::Cell;

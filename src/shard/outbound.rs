@@ -310,7 +310,7 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
 
         let content = match job.body.as_ref() {
             BodyLocation::Inline(bytes) => bytes.clone(),
-            // LIMITATION(L10): the whole message is read into memory for the attempt.
+            // LIMITATION(L12): the whole message is read into memory for the attempt.
             BodyLocation::Extents(extents) => match queue.spool.read_extents(extents).await {
                 Ok(content) => content,
                 Err(error) => {
