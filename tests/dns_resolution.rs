@@ -8,11 +8,12 @@
 //! (installed by `.ci/run`); without it these tests fail, they never skip.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::dns_server::DnsServer;
 use glommio::{LocalExecutorBuilder, Placement};
 use postern::config::DnsConfig;
 use postern::control::Control;
@@ -23,9 +24,6 @@ const TEST_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long a test waits for one DNS answer through the control thread.
 const ANSWER_PATIENCE: Duration = Duration::from_secs(10);
-
-/// How long dnsmasq may take to start answering.
-const SERVER_START_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The TTL of every record in the test zone, and so how long answers stay cached.
 const ZONE_TTL_SECONDS: u32 = 300;
@@ -54,140 +52,6 @@ fn zone_options() -> Vec<String> {
         "--txt-record=nomail.example.test,no mail here".to_owned(),
     ]
     .into()
-}
-
-/// A dnsmasq process serving the test zone on 127.0.0.1. Killed when dropped.
-struct DnsServer {
-    child: Option<Child>,
-    address: SocketAddr,
-    _directory: tempfile::TempDir,
-}
-
-impl DnsServer {
-    fn start() -> DnsServer {
-        let binary = dnsmasq_binary();
-        let mut log = String::new();
-
-        // The port is chosen free a moment before dnsmasq binds it; if something took it in
-        // between, another port is tried.
-        for _ in 0..5 {
-            let directory = tempfile::tempdir().expect("temporary directory");
-            let log_path = directory.path().join("dnsmasq.log");
-            let port = free_udp_and_tcp_port();
-            let log_file = std::fs::File::create(&log_path).expect("dnsmasq log file");
-            let child = Command::new(&binary)
-                .args([
-                    "--no-daemon",
-                    &format!("--port={port}"),
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--conf-file=/dev/null",
-                    "--pid-file",
-                    "--log-queries",
-                ])
-                .args(zone_options())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file)
-                .spawn()
-                .expect("start dnsmasq");
-            let mut server = DnsServer {
-                child: Some(child),
-                address: SocketAddr::from(([127, 0, 0, 1], port)),
-                _directory: directory,
-            };
-            if server.wait_until_answering() {
-                return server;
-            }
-
-            server.stop();
-            log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if !log.contains("Address already in use") {
-                break;
-            }
-        }
-        panic!("dnsmasq did not start answering; its log:\n{log}");
-    }
-
-    /// Polls with a real query until dnsmasq answers, or it exits, or patience runs out.
-    fn wait_until_answering(&mut self) -> bool {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("probe timeout");
-        let started = Instant::now();
-        while started.elapsed() < SERVER_START_PATIENCE {
-            if let Some(child) = self.child.as_mut() {
-                if child.try_wait().expect("dnsmasq status").is_some() {
-                    return false;
-                }
-            }
-            let _ = socket.send_to(&soa_query(), self.address);
-            let mut buffer = [0u8; 512];
-            if socket.recv_from(&mut buffer).is_ok() {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Kills dnsmasq and waits until it has gone, so nothing answers on its port any more.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for DnsServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// dnsmasq lives in /usr/sbin, which is not on every PATH.
-fn dnsmasq_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let directories = std::env::split_paths(&path).chain([
-        "/usr/sbin".into(),
-        "/sbin".into(),
-        "/usr/local/sbin".into(),
-    ]);
-    for directory in directories {
-        let candidate = directory.join("dnsmasq");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!(
-        "dnsmasq is not installed; these tests need a real DNS server: install the Debian \
-         package `dnsmasq-base` (apt-get install --no-install-recommends dnsmasq-base)"
-    );
-}
-
-fn free_udp_and_tcp_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-        let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// A DNS query for the SOA of `example.test` (RFC 1035 §4.1), used only to see that the server
-/// answers.
-fn soa_query() -> Vec<u8> {
-    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in ["example", "test"] {
-        query.push(label.len() as u8);
-        query.extend_from_slice(label.as_bytes());
-    }
-    query.extend_from_slice(&[0, 0, 6, 0, 1]);
-    query
 }
 
 /// Starts a control thread resolving with `servers`, runs `body` on a glommio executor with the
@@ -240,7 +104,7 @@ fn host(preference: u16, exchange: &str) -> MxHost {
 
 #[test]
 fn mx_hosts_come_lowest_preference_first_with_ties_shuffled() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         let mut first_of_the_tie = std::collections::HashSet::new();
         for _ in 0..64 {
@@ -267,7 +131,7 @@ fn mx_hosts_come_lowest_preference_first_with_ties_shuffled() {
 
 #[test]
 fn a_domain_with_addresses_but_no_mx_is_its_own_exchanger() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         let answer = client
             .resolve_mx("implicit.example.test", ANSWER_PATIENCE)
@@ -283,7 +147,7 @@ fn a_domain_with_addresses_but_no_mx_is_its_own_exchanger() {
 
 #[test]
 fn a_null_mx_says_the_domain_takes_no_mail() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         let answer = client
             .resolve_mx("nullmx.example.test", ANSWER_PATIENCE)
@@ -294,7 +158,7 @@ fn a_null_mx_says_the_domain_takes_no_mail() {
 
 #[test]
 fn nxdomain_is_a_permanent_no_such_domain() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         let answer = client
             .resolve_mx("absent.example.test", ANSWER_PATIENCE)
@@ -314,7 +178,7 @@ fn nxdomain_is_a_permanent_no_such_domain() {
 
 #[test]
 fn a_name_with_neither_mx_nor_address_has_no_mail_host() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         let answer = client
             .resolve_mx("nomail.example.test", ANSWER_PATIENCE)
@@ -329,7 +193,7 @@ fn a_name_with_neither_mx_nor_address_has_no_mail_host() {
 
 #[test]
 fn hosts_resolve_to_their_a_and_aaaa_addresses_ipv4_first() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         let answer = client
             .resolve_host("mx1.example.test", ANSWER_PATIENCE)
@@ -354,7 +218,7 @@ fn hosts_resolve_to_their_a_and_aaaa_addresses_ipv4_first() {
 
 #[test]
 fn a_refusing_server_is_a_temporary_failure() {
-    let server = DnsServer::start();
+    let server = DnsServer::start(zone_options());
     with_control(vec![server.address], |client| async move {
         // dnsmasq is authoritative for example.test only and has no upstream: REFUSED.
         let answer = client
@@ -445,7 +309,7 @@ fn without_a_control_thread_every_answer_is_temporary() {
 
 #[test]
 fn answers_and_negative_answers_come_from_the_cache_once_the_server_is_gone() {
-    let mut server = DnsServer::start();
+    let mut server = DnsServer::start(zone_options());
     let address = server.address;
     with_control(vec![address], move |client| async move {
         let first = ask_everything(&client).await;

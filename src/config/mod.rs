@@ -753,7 +753,7 @@ mod tests {
              recipients_max=1000 bad_commands_max=20 greeting_delay=0s command_timeout=5m \
              data_timeout=3m bare_line_endings=reject} \
              route[0]{domains=[*] mx tls=opportunistic connections_max=10 \
-             messages_per_connection_max=100 source_address=auto} dns{servers=[system]} \
+             messages_per_connection_max=100 source_address=auto mx_port=25} dns{servers=[system]} \
              delivery{retry_schedule=[1m,5m,15m,30m,1h,2h,4h] max_age=5d delay_warning=off \
              received_max=100 connect_timeout=30s command_timeout=5m data_timeout=3m \
              data_done_timeout=10m idle_timeout=5s} admin{address=127.0.0.1:8025} \

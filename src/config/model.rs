@@ -126,6 +126,8 @@ pub struct RouteConfig {
     pub messages_per_connection_max: usize,
     /// Local address outbound connections are bound to; the kernel's choice when absent.
     pub source_address: Option<std::net::IpAddr>,
+    /// The port MX hosts are reached on: 25 (RFC 5321 §2.3.5), other values for test beds.
+    pub mx_port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +320,7 @@ impl Config {
             write!(
                 out,
                 " route[{index}]{{domains=[{}] {target} tls={} connections_max={} \
-                 messages_per_connection_max={} source_address={}}}",
+                 messages_per_connection_max={} source_address={} mx_port={}}}",
                 route.domains.join(","),
                 route.tls,
                 route.connections_max,
@@ -326,6 +328,7 @@ impl Config {
                 route
                     .source_address
                     .map_or_else(|| "auto".to_owned(), |address| address.to_string()),
+                route.mx_port,
             )?;
         }
         for (index, dkim) in self.dkim.iter().enumerate() {

@@ -56,6 +56,7 @@ const ROUTE_KEYS: &[&str] = &[
     "connections_max",
     "messages_per_connection_max",
     "source_address",
+    "mx_port",
 ];
 const DELIVERY_KEYS: &[&str] = &[
     "retry_schedule",
@@ -319,6 +320,7 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
         let source_address = fields.get("source_address").and_then(|value| {
             checked(names::ip_address)(errors, &fields.key("source_address"), value)
         });
+        let mx_port = fields.optional(errors, "mx_port", 25, integer_in(1, 65_535));
         if let (Some(domains), Some(target)) = (domains, target) {
             routes.push((
                 index,
@@ -329,6 +331,7 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
                     connections_max,
                     messages_per_connection_max,
                     source_address,
+                    mx_port,
                 },
             ));
         }

@@ -89,6 +89,7 @@ mod tests {
             connections_max: 1,
             messages_per_connection_max: 1,
             source_address: None,
+            mx_port: 25,
         }
     }
 

@@ -7,6 +7,7 @@
 //! rest `421 4.3.2` and stop.
 
 mod admin;
+mod bounces;
 mod connection;
 pub mod link;
 mod message;
@@ -184,12 +185,11 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         &config,
         index,
         spool.clone(),
-        recovered.index,
-        recovered.segment_files,
+        link.control.clone(),
+        recovered,
     );
     let context = Rc::new(ShardContext::new(
         &config,
-        index,
         spool,
         queue,
         session_deadline_rx,
@@ -358,8 +358,6 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
-    shard: usize,
-    queue_ids: Cell<u32>,
     pub counters: Counters,
     pub sessions: Cell<usize>,
     session_ids: Cell<u64>,
@@ -370,7 +368,6 @@ pub(crate) struct ShardContext {
 impl ShardContext {
     fn new(
         config: &Config,
-        shard: usize,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
         session_deadline: flume::Receiver<()>,
@@ -394,8 +391,6 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
-            shard,
-            queue_ids: Cell::new(0),
             counters: Counters::default(),
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
@@ -416,16 +411,9 @@ impl ShardContext {
         let _ = self.session_deadline.recv_async().await;
     }
 
-    /// A new queue id: generation, shard and a counter, so it is unique across shards and
-    /// restarts. Upper-case hex, as operators know from Postfix.
+    /// A new queue id (see `Queue::next_queue_id`).
     pub fn next_queue_id(&self) -> String {
-        let counter = self.queue_ids.get().wrapping_add(1);
-        self.queue_ids.set(counter);
-        format!(
-            "{:06X}{:02X}{counter:08X}",
-            self.spool.generation(),
-            self.shard & 0xff
-        )
+        self.queue.next_queue_id()
     }
 
     fn next_session_id(&self) -> u64 {

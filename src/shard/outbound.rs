@@ -19,6 +19,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 use tracing::{debug, warn};
 
+use super::link::{ControlClient, MxAnswer};
 use super::queue::{log_result, Queue};
 use crate::config::{Config, OutboundTls, RouteConfig, RouteTarget};
 use crate::delivery::client::{
@@ -117,7 +118,27 @@ impl DestinationState {
     }
 }
 
+/// Why no session with a destination could be opened. `permanent` carries the enhanced status
+/// when retrying cannot help (no such domain, null MX): the recipients fail instead of waiting.
+struct Unreachable {
+    permanent: Option<&'static str>,
+    reason: String,
+}
+
+impl Unreachable {
+    fn temporary(reason: String) -> Unreachable {
+        Unreachable {
+            permanent: None,
+            reason,
+        }
+    }
+}
+
+/// How long one DNS question may take before the attempt is deferred.
+const DNS_PATIENCE: Duration = Duration::from_secs(30);
+
 pub(crate) struct Outbound {
+    control: ControlClient,
     destinations: RefCell<HashMap<Destination, Rc<DestinationState>>>,
     routes: Rc<[RouteConfig]>,
     hostname: String,
@@ -130,9 +151,10 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(config: &Config, shard: usize) -> Outbound {
+    pub fn new(config: &Config, shard: usize, control: ControlClient) -> Outbound {
         let delivery = &config.delivery;
         Outbound {
+            control,
             destinations: RefCell::new(HashMap::new()),
             routes: config.routes.iter().cloned().collect(),
             hostname: config.server.hostname.clone(),
@@ -207,19 +229,22 @@ impl Outbound {
     }
 
     /// Opens a session with the first host of the destination that answers.
-    async fn connect(&self, destination: &Destination) -> Result<(Connection, String), String> {
+    async fn connect(
+        &self,
+        destination: &Destination,
+    ) -> Result<(Connection, String), Unreachable> {
         let route = &self.routes[destination.route()];
         if route.tls == OutboundTls::Required {
             // LIMITATION(L1): no TLS client yet; `required` must never fall back to clear text.
-            return Err(format!(
+            return Err(Unreachable::temporary(format!(
                 "route[{}] requires TLS, which outbound delivery cannot use yet; \
                  kept in the queue, never sent in clear text",
                 destination.route()
-            ));
+            )));
         }
 
         let mut last_error = String::from("no address to connect to");
-        for address in self.addresses(route, destination)? {
+        for address in self.addresses(route, destination).await? {
             let stream = match TcpStream::connect_timeout(address, self.connect_timeout).await {
                 Ok(stream) => stream,
                 Err(error) => {
@@ -237,26 +262,75 @@ impl Outbound {
                 }
             }
         }
-        Err(last_error)
+        Err(Unreachable::temporary(last_error))
     }
 
-    /// The addresses to try, in order.
-    fn addresses(
+    /// The addresses to try, in order: the smart hosts as listed, or the MX hosts by
+    /// preference (RFC 5321 §5.1), each host's addresses IPv4 first.
+    async fn addresses(
         &self,
         route: &RouteConfig,
         destination: &Destination,
-    ) -> Result<Vec<SocketAddr>, String> {
-        match &route.target {
-            RouteTarget::Smarthost(hosts) => hosts
-                .iter()
-                .map(|host| {
-                    // LIMITATION(L2): smart hosts are IP literals until the resolver lands.
-                    host.parse::<SocketAddr>().map_err(|_| {
-                        format!("smart host {host} needs a DNS lookup, which is not available yet")
-                    })
-                })
-                .collect(),
-            RouteTarget::Mx => Err(format!("MX lookup for {destination} is not available yet")),
+    ) -> Result<Vec<SocketAddr>, Unreachable> {
+        let mut hosts: Vec<(String, u16)> = Vec::new();
+        match (&route.target, destination) {
+            (RouteTarget::Smarthost(smarthosts), _) => {
+                for smarthost in smarthosts {
+                    if let Ok(address) = smarthost.parse::<SocketAddr>() {
+                        hosts.push((address.ip().to_string(), address.port()));
+                    } else if let Some((host, port)) = smarthost.rsplit_once(':') {
+                        let port = port.parse().map_err(|_| {
+                            Unreachable::temporary(format!("bad smart host {smarthost}"))
+                        })?;
+                        hosts.push((host.to_owned(), port));
+                    }
+                }
+            }
+            (RouteTarget::Mx, Destination::Mx { domain, .. }) => {
+                hosts = self.mx_hosts(domain, route.mx_port).await?;
+            }
+            (RouteTarget::Mx, Destination::Smarthost { .. }) => {
+                unreachable!("an MX route always names a domain destination")
+            }
+        }
+
+        let mut addresses = Vec::new();
+        let mut last_error = None;
+        for (host, port) in hosts {
+            match self.control.resolve_host(&host, DNS_PATIENCE).await {
+                Ok(ips) => addresses.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port))),
+                Err(failure) => last_error = Some(format!("{host}: {failure}")),
+            }
+        }
+        if addresses.is_empty() {
+            let reason = last_error.unwrap_or_else(|| format!("no host for {destination}"));
+            return Err(Unreachable::temporary(reason));
+        }
+        Ok(addresses)
+    }
+
+    /// The hosts that take mail for `domain`: its MX hosts in preference order, the domain
+    /// itself when it has no MX (implicit MX), or the address of a domain literal.
+    async fn mx_hosts(&self, domain: &str, port: u16) -> Result<Vec<(String, u16)>, Unreachable> {
+        if let Some(literal) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            // RFC 5321 §5.1: an address literal is the host itself; no lookup.
+            let ip = literal.strip_prefix("IPv6:").unwrap_or(literal);
+            return Ok(vec![(ip.to_owned(), port)]);
+        }
+        match self.control.resolve_mx(domain, DNS_PATIENCE).await {
+            Ok(MxAnswer::Hosts(hosts)) => Ok(hosts
+                .into_iter()
+                .map(|host| (host.exchange, port))
+                .collect()),
+            Ok(MxAnswer::Implicit) => Ok(vec![(domain.to_owned(), port)]),
+            Ok(MxAnswer::NullMx) => Err(Unreachable {
+                permanent: Some("5.1.10"),
+                reason: format!("{domain} accepts no mail (null MX, RFC 7505)"),
+            }),
+            Err(failure) => Err(Unreachable {
+                permanent: failure.is_permanent().then(|| failure.enhanced_status()),
+                reason: format!("MX lookup for {domain}: {failure}"),
+            }),
         }
     }
 }
@@ -291,7 +365,15 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
                     state.mark_up();
                     connection = Some((client, relay, 0));
                 }
-                Err(reason) => {
+                Err(Unreachable {
+                    permanent: Some(status),
+                    reason,
+                }) => {
+                    let results = job.all(Verdict::Failed, status, &reason);
+                    finish(&queue, &job, "-", results).await;
+                    continue;
+                }
+                Err(Unreachable { reason, .. }) => {
                     state.mark_down(&reason);
                     finish(
                         &queue,
@@ -405,7 +487,7 @@ async fn finish(queue: &Queue, job: &Job, relay: &str, results: Vec<RecipientRes
     for result in &results {
         log_result(job, relay, result);
     }
-    queue.finish_job(&job.queue_id, results).await;
+    queue.finish_job(&job.queue_id, relay, results).await;
 }
 
 fn session_failure_detail(error: &SessionError) -> String {

@@ -12,16 +12,18 @@
 //! await.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use tracing::{debug, error, info, warn};
 
+use super::link::ControlClient;
 use super::outbound::{Job, Outbound};
-use super::spool::ShardSpool;
+use super::spool::{Recovered, ShardSpool};
 use crate::config::Config;
+use crate::delivery::bounce::Action as BounceAction;
 use crate::delivery::client::{RecipientResult, Verdict};
 use crate::delivery::route::{Destination, Router};
 use crate::delivery::schedule::{NextAttempt, RetrySchedule};
@@ -40,8 +42,14 @@ const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
 /// What one delivery attempt of one message has produced so far.
 struct Attempt {
     jobs_left: usize,
-    deferred: Vec<u32>,
-    deferred_detail: String,
+    failed: Vec<Outcome>,
+    deferred: Vec<Outcome>,
+}
+
+/// One recipient's result with the next hop that gave it (`-` for none).
+pub(super) struct Outcome {
+    pub result: RecipientResult,
+    pub relay: String,
 }
 
 struct State {
@@ -64,6 +72,12 @@ pub(crate) struct Queue {
     wake: LocalSender<()>,
     random: Cell<u64>,
     pub shard: usize,
+    queue_ids: Cell<u32>,
+    pub hostname: String,
+    pub delay_warning: Option<Duration>,
+    /// Messages whose sender has been told of the delay (not persisted: after a restart a
+    /// sender may be told twice).
+    warned: RefCell<HashSet<String>>,
 }
 
 impl Queue {
@@ -72,9 +86,14 @@ impl Queue {
         config: &Config,
         shard: usize,
         spool: ShardSpool,
-        recovered: QueueIndex,
-        segments: Vec<(u64, u64)>,
+        control: ControlClient,
+        recovered: Recovered,
     ) -> Rc<Queue> {
+        let Recovered {
+            index: recovered,
+            segment_files: segments,
+            ..
+        } = recovered;
         let now = unix_ms(SystemTime::now());
         let due = recovered
             .iter()
@@ -97,10 +116,14 @@ impl Queue {
             spool,
             router: Router::new(&config.routes),
             schedule: RetrySchedule::new(&config.delivery),
-            outbound: Outbound::new(config, shard),
+            outbound: Outbound::new(config, shard, control),
             wake,
             random: Cell::new(seed(shard)),
             shard,
+            queue_ids: Cell::new(0),
+            hostname: config.server.hostname.clone(),
+            delay_warning: config.delivery.delay_warning,
+            warned: RefCell::new(HashSet::new()),
         });
         glommio::spawn_local(Rc::clone(&queue).schedule_loop(woken)).detach();
         glommio::spawn_local(Rc::clone(&queue).reclaim_loop()).detach();
@@ -122,6 +145,18 @@ impl Queue {
             state.due.insert((now, queue_id));
         }
         let _ = self.wake.try_send(());
+    }
+
+    /// A new queue id: generation, shard and a counter, so it is unique across shards and
+    /// restarts. Upper-case hex, as operators know from Postfix.
+    pub fn next_queue_id(&self) -> String {
+        let counter = self.queue_ids.get().wrapping_add(1);
+        self.queue_ids.set(counter);
+        format!(
+            "{:06X}{:02X}{counter:08X}",
+            self.spool.generation(),
+            self.shard & 0xff
+        )
     }
 
     /// Messages in the queue (for logs and tests).
@@ -227,8 +262,8 @@ impl Queue {
             queue_id.to_owned(),
             Attempt {
                 jobs_left: jobs.len() + usize::from(!unroutable.is_empty()),
+                failed: Vec::new(),
                 deferred: Vec::new(),
-                deferred_detail: String::new(),
             },
         );
         for job in jobs {
@@ -244,30 +279,26 @@ impl Queue {
                     detail: "no [[route]] matches the recipient's domain".into(),
                 })
                 .collect();
-            self.finish_job(queue_id, results).await;
+            self.finish_job(queue_id, "-", results).await;
         }
     }
 
-    /// Records what one destination did with its recipients. When the last destination of the
-    /// attempt has answered, the deferred recipients are rescheduled (or expire).
-    pub async fn finish_job(&self, queue_id: &str, results: Vec<RecipientResult>) {
+    /// Records what one destination did with its recipients: deliveries at once; failures and
+    /// deferrals when the last destination of the attempt has answered (see `conclude`).
+    pub async fn finish_job(&self, queue_id: &str, relay: &str, results: Vec<RecipientResult>) {
         let mut delivered = Vec::new();
-        let mut failed = Vec::new();
-        let mut deferred = Vec::new();
+        let mut unfinished = Vec::new();
         for result in results {
             match result.verdict {
                 Verdict::Delivered => delivered.push(result),
-                Verdict::Failed => failed.push(result),
-                Verdict::Deferred => deferred.push(result),
+                Verdict::Failed | Verdict::Deferred => unfinished.push(Outcome {
+                    result,
+                    relay: relay.to_owned(),
+                }),
             }
         }
-
         if !delivered.is_empty() {
             self.record_outcome(RecordType::Delivered, queue_id, &delivered, None)
-                .await;
-        }
-        if !failed.is_empty() {
-            self.record_outcome(RecordType::Failed, queue_id, &failed, None)
                 .await;
         }
 
@@ -278,9 +309,11 @@ impl Queue {
                 return;
             };
             attempt.jobs_left -= 1;
-            for result in &deferred {
-                attempt.deferred.push(result.index);
-                attempt.deferred_detail = result.detail.clone();
+            for outcome in unfinished {
+                match outcome.result.verdict {
+                    Verdict::Failed => attempt.failed.push(outcome),
+                    _ => attempt.deferred.push(outcome),
+                }
             }
             if attempt.jobs_left > 0 {
                 None
@@ -289,68 +322,111 @@ impl Queue {
             }
         };
         if let Some(attempt) = finished {
-            if !attempt.deferred.is_empty() {
-                self.reschedule(queue_id, attempt).await;
-            }
+            self.conclude(queue_id, attempt).await;
         }
     }
 
-    /// One DEFERRED record for every recipient this attempt could not deliver, with the time
-    /// of the next attempt; or, past the maximum age, FAILED for them all.
-    async fn reschedule(&self, queue_id: &str, attempt: Attempt) {
-        let now = unix_ms(SystemTime::now());
-        let Some((received, attempts)) = self
-            .state
-            .borrow()
-            .index
-            .get(queue_id)
-            .map(|message| (message.commit.received_at_unix_ms, message.attempts + 1))
-        else {
+    /// Ends an attempt. Deferred recipients get one DEFERRED record with the next attempt's
+    /// time, or fail once the message is past its maximum age. Failed recipients are bounced
+    /// first and recorded after: a crash in between repeats the attempt (and perhaps the
+    /// bounce) rather than losing the notification.
+    async fn conclude(&self, queue_id: &str, attempt: Attempt) {
+        let Attempt {
+            mut failed,
+            deferred,
+            ..
+        } = attempt;
+        let Some((received, attempts)) = self.with_index(|index| {
+            index
+                .get(queue_id)
+                .map(|message| (message.commit.received_at_unix_ms, message.attempts + 1))
+        }) else {
             return; // Deleted by an operator while the attempt ran.
         };
 
-        let results: Vec<RecipientResult> = attempt
-            .deferred
-            .iter()
-            .map(|&index| RecipientResult {
-                index,
-                verdict: Verdict::Deferred,
-                status: String::new(),
-                detail: attempt.deferred_detail.clone(),
-            })
-            .collect();
-        match self
-            .schedule
-            .after_failure(received, attempts, now, self.next_random())
-        {
-            NextAttempt::At { unix_ms } => {
-                self.record_outcome(RecordType::Deferred, queue_id, &results, Some(unix_ms))
-                    .await;
-                self.state
-                    .borrow_mut()
-                    .due
-                    .insert((unix_ms, queue_id.to_owned()));
-                // The scheduler may be asleep until a later time; this entry may come first.
-                let _ = self.wake.try_send(());
-            }
-            NextAttempt::Expired => {
-                let expired: Vec<RecipientResult> = results
-                    .into_iter()
-                    .map(|result| RecipientResult {
-                        verdict: Verdict::Failed,
-                        status: "4.4.7".into(),
-                        detail: format!(
-                            "gave up after the maximum queue time; last error: {}",
-                            result.detail
-                        ),
-                        ..result
-                    })
-                    .collect();
-                warn!(%queue_id, recipients = expired.len(), "message expired in the queue");
-                self.record_outcome(RecordType::Failed, queue_id, &expired, None)
-                    .await;
+        let mut delayed = Vec::new();
+        if !deferred.is_empty() {
+            let now = unix_ms(SystemTime::now());
+            match self
+                .schedule
+                .after_failure(received, attempts, now, self.next_random())
+            {
+                NextAttempt::At { unix_ms } => {
+                    let results: Vec<RecipientResult> =
+                        deferred.iter().map(|o| o.result.clone()).collect();
+                    self.record_outcome(RecordType::Deferred, queue_id, &results, Some(unix_ms))
+                        .await;
+                    self.schedule_now(vec![queue_id.to_owned()], unix_ms);
+                    if self.delay_warning_due(queue_id, received, now) {
+                        delayed = deferred;
+                    }
+                }
+                NextAttempt::Expired => {
+                    warn!(%queue_id, recipients = deferred.len(), "message expired in the queue");
+                    self.log_expired(queue_id, attempts, &deferred);
+                    failed.extend(deferred.into_iter().map(|outcome| Outcome {
+                        result: RecipientResult {
+                            verdict: Verdict::Failed,
+                            status: "4.4.7".into(),
+                            detail: format!(
+                                "gave up after the maximum queue time; last error: {}",
+                                outcome.result.detail
+                            ),
+                            ..outcome.result
+                        },
+                        ..outcome
+                    }));
+                }
             }
         }
+
+        if !delayed.is_empty() {
+            self.bounce(queue_id, &delayed, BounceAction::Delayed).await;
+        }
+        if !failed.is_empty() {
+            self.bounce(queue_id, &failed, BounceAction::Failed).await;
+            let results: Vec<RecipientResult> = failed.into_iter().map(|o| o.result).collect();
+            self.record_outcome(RecordType::Failed, queue_id, &results, None)
+                .await;
+        }
+    }
+
+    /// One `delivery` line per recipient given up on, like those of a normal attempt.
+    fn log_expired(&self, queue_id: &str, attempt: u32, outcomes: &[Outcome]) {
+        self.with_index(|index| {
+            let Some(message) = index.get(queue_id) else {
+                return;
+            };
+            let delay_ms = unix_ms(SystemTime::now()).saturating_sub(message.commit.received_at_unix_ms);
+            for outcome in outcomes {
+                let recipient = &message.commit.envelope.rcpt_to[outcome.result.index as usize];
+                info!(
+                    %queue_id,
+                    to = %recipient.address,
+                    relay = %outcome.relay,
+                    attempt,
+                    delay_ms,
+                    dsn = %"4.4.7",
+                    status = "bounced",
+                    reply = %format!("gave up after the maximum queue time; last error: {}", outcome.result.detail),
+                    "delivery"
+                );
+            }
+        });
+    }
+
+    /// Whether the sender should now be told once that delivery is delayed.
+    fn delay_warning_due(&self, queue_id: &str, received: u64, now: u64) -> bool {
+        let Some(warning) = self.delay_warning else {
+            return false;
+        };
+        now.saturating_sub(received) >= warning.as_millis() as u64
+            && self.warned.borrow_mut().insert(queue_id.to_owned())
+    }
+
+    /// When the message received at `received_unix_ms` expires.
+    pub(super) fn expires_unix_ms(&self, received_unix_ms: u64) -> u64 {
+        self.schedule.expires_unix_ms(received_unix_ms)
     }
 
     /// Appends one outcome record and applies it to the index, as recovery would replay it.

@@ -28,6 +28,9 @@ pub struct Accepted {
     /// The X-Test-Id header.
     pub id: Option<String>,
     pub bytes: usize,
+    pub content_type: String,
+    pub report_type: Option<String>,
+    pub subject: Option<String>,
 }
 
 /// `tests/peers/fault_smtp.py` on a free loopback port.

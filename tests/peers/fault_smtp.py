@@ -10,7 +10,8 @@ Usage: fault_smtp.py --port PORT --log FILE [--rcpt CODE:TIMES] [--data CODE:TIM
 --hang-in-data 1   the first time, no reply at all after the data
 
 Every message it accepts is appended to FILE as one JSON line: the client's address and port
-(one per connection), MAIL FROM, the recipients, and the X-Test-Id header. "ready" is printed
+(one per connection), MAIL FROM, the recipients, the X-Test-Id and Subject headers, and the
+content type (with its report-type, for bounces). "ready" is printed
 on stdout once it listens.
 """
 
@@ -70,6 +71,9 @@ class FaultyHandler:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "id": message.get("X-Test-Id"),
+            "content_type": message.get_content_type(),
+            "report_type": message.get_param("report-type"),
+            "subject": message.get("Subject"),
             "bytes": len(envelope.original_content or envelope.content),
         }
         with self.lock:
