@@ -45,6 +45,12 @@ pub struct ServerConfig {
     /// How long sessions may finish after SIGTERM before they are told `421`.
     pub shutdown_timeout: Duration,
     pub sessions_per_shard_max: usize,
+    /// Disk space the whole spool may reserve; `None` = no limit but `spool_free_min`.
+    pub spool_size_max_bytes: Option<u64>,
+    /// Free space the spool's file system must keep; below it new mail is refused with 452.
+    pub spool_free_min_bytes: u64,
+    /// Size of each spool segment file (the unit of preallocation and of reclaim).
+    pub spool_segment_bytes: u64,
 }
 
 /// One `[[listener]]`.
@@ -264,12 +270,17 @@ impl Config {
         write!(
             out,
             "source={} server{{hostname={} spool={} shards={shards} sessions_per_shard_max={} \
-             shutdown_timeout={}}}",
+             shutdown_timeout={} spool_size_max={} spool_free_min={} spool_segment_size={}}}",
             self.source,
             server.hostname,
             server.spool.display(),
             server.sessions_per_shard_max,
             format_duration(server.shutdown_timeout),
+            server
+                .spool_size_max_bytes
+                .map_or_else(|| "none".to_owned(), format_size),
+            format_size(server.spool_free_min_bytes),
+            format_size(server.spool_segment_bytes),
         )?;
 
         for (index, listener) in self.listeners.iter().enumerate() {

@@ -33,6 +33,9 @@ const SERVER_KEYS: &[&str] = &[
     "shards",
     "shutdown_timeout",
     "sessions_per_shard_max",
+    "spool_size_max",
+    "spool_free_min",
+    "spool_segment_size",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "backlog"];
 const TLS_KEYS: &[&str] = &["certificate", "private_key"];
@@ -96,6 +99,12 @@ const GREETING_DELAY_CEILING: Duration = Duration::from_secs(5 * 60);
 const TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 const TIMEOUT_CEILING: Duration = Duration::from_secs(60 * 60);
 
+/// A segment must hold the largest record (1 MiB of payload) with room to spare.
+const SEGMENT_SIZE_FLOOR_BYTES: u64 = 2 << 20;
+const SEGMENT_SIZE_CEILING_BYTES: u64 = 1 << 30;
+/// A spool smaller than this cannot hold one segment per shard on any real machine.
+const SPOOL_SIZE_FLOOR_BYTES: u64 = 4 << 20;
+const SPOOL_SIZE_CEILING_BYTES: u64 = 1 << 50;
 /// Outbound connections per shard and destination; more would be abuse of the next hop.
 const CONNECTIONS_PER_DESTINATION_MAX: i64 = 1000;
 /// Default retry delays in seconds, in the spirit of RFC 5321 §4.5.4.1 (first retry within
@@ -135,6 +144,25 @@ pub(crate) fn server(
             "sessions_per_shard_max",
             10_000,
             integer_in(1, 1_000_000),
+        ),
+        spool_size_max_bytes: fields.get("spool_size_max").and_then(|value| {
+            size_in(SPOOL_SIZE_FLOOR_BYTES, SPOOL_SIZE_CEILING_BYTES)(
+                errors,
+                &fields.key("spool_size_max"),
+                value,
+            )
+        }),
+        spool_free_min_bytes: fields.optional(
+            errors,
+            "spool_free_min",
+            256 << 20,
+            size_in(0, SPOOL_SIZE_CEILING_BYTES),
+        ),
+        spool_segment_bytes: fields.optional(
+            errors,
+            "spool_segment_size",
+            64 << 20,
+            size_in(SEGMENT_SIZE_FLOOR_BYTES, SEGMENT_SIZE_CEILING_BYTES),
         ),
     }
 }

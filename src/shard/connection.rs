@@ -159,6 +159,8 @@ impl Driver {
     /// Feeds one read's worth of input through the session, acting on each event in order.
     /// Returns false when the session wants the connection closed.
     async fn process(&mut self, input: &[u8], body: &mut Vec<u8>) -> io::Result<bool> {
+        self.session
+            .set_storage_full(self.context.queue.storage_full());
         let mut position = 0;
         loop {
             let (consumed, event) = self.session.feed(&input[position..], body);

@@ -163,7 +163,11 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     } = spec;
 
     let directory = shard_directory(&config.server.spool, index);
-    let (spool, recovered) = match open_spool(&directory).await {
+    let settings = SpoolSettings {
+        segment_bytes: config.server.spool_segment_bytes,
+        ..SpoolSettings::default()
+    };
+    let (spool, recovered) = match open_spool(&directory, settings).await {
         Ok(opened) => opened,
         Err(error) => {
             let _ = ready.send(Err(spool_failure(&directory, &error)));
@@ -263,7 +267,10 @@ pub fn shard_directory(spool: &Path, shard: usize) -> std::path::PathBuf {
 
 /// Recovers the shard's earlier generations, then starts a new one. Recovery reads with plain
 /// blocking calls: it runs before this shard accepts anything, so nothing waits behind it.
-async fn open_spool(directory: &Path) -> io::Result<(ShardSpool, spool::Recovered)> {
+async fn open_spool(
+    directory: &Path,
+    settings: SpoolSettings,
+) -> io::Result<(ShardSpool, spool::Recovered)> {
     let started = Instant::now();
     let recovered = spool::recover(directory)?;
     info!(
@@ -275,12 +282,7 @@ async fn open_spool(directory: &Path) -> io::Result<(ShardSpool, spool::Recovere
         elapsed = ?started.elapsed(),
         "spool recovered"
     );
-    let spool = ShardSpool::start(
-        directory,
-        recovered.next_generation,
-        SpoolSettings::default(),
-    )
-    .await?;
+    let spool = ShardSpool::start(directory, recovered.next_generation, settings).await?;
     Ok((spool, recovered))
 }
 

@@ -78,6 +78,11 @@ pub(crate) struct Queue {
     /// Messages whose sender has been told of the delay (not persisted: after a restart a
     /// sender may be told twice).
     warned: RefCell<HashSet<String>>,
+    /// This shard's share of `server.spool_size_max`, and `server.spool_free_min`.
+    spool_size_max_bytes: Option<u64>,
+    spool_free_min_bytes: u64,
+    /// Set while the spool is over a limit: sessions answer MAIL and RCPT with 452.
+    storage_full: Cell<bool>,
 }
 
 impl Queue {
@@ -124,6 +129,12 @@ impl Queue {
             hostname: config.server.hostname.clone(),
             delay_warning: config.delivery.delay_warning,
             warned: RefCell::new(HashSet::new()),
+            spool_size_max_bytes: config
+                .server
+                .spool_size_max_bytes
+                .map(|total| total / shard_count(config)),
+            spool_free_min_bytes: config.server.spool_free_min_bytes,
+            storage_full: Cell::new(false),
         });
         glommio::spawn_local(Rc::clone(&queue).schedule_loop(woken)).detach();
         glommio::spawn_local(Rc::clone(&queue).reclaim_loop()).detach();
@@ -518,6 +529,42 @@ impl Queue {
         x
     }
 
+    /// Whether new mail must be refused for lack of space (see `check_storage`).
+    pub fn storage_full(&self) -> bool {
+        self.storage_full.get()
+    }
+
+    /// Decides whether the spool may take new mail: the segments this shard holds reserve
+    /// whole segment files, which must stay within its share of `spool_size_max`, and the file
+    /// system must keep `spool_free_min` free. Logs each change of state once.
+    fn check_storage(&self) {
+        let reserved = self.segment_count() as u64 * self.spool.segment_bytes();
+        let over_size = self.spool_size_max_bytes.is_some_and(|max| reserved >= max);
+        let free = free_bytes(&self.spool.shard_directory());
+        let low_space = free.is_some_and(|free| free < self.spool_free_min_bytes);
+
+        let full = over_size || low_space;
+        if full == self.storage_full.replace(full) {
+            return;
+        }
+        if full {
+            warn!(
+                reserved_bytes = reserved,
+                limit_bytes = self.spool_size_max_bytes,
+                free_bytes = free,
+                free_min_bytes = self.spool_free_min_bytes,
+                "spool full: new mail is refused with 452 4.3.1 until space is reclaimed; \
+                 raise server.spool_size_max or free disk space"
+            );
+        } else {
+            info!(
+                reserved_bytes = reserved,
+                free_bytes = free,
+                "spool has room again: accepting mail"
+            );
+        }
+    }
+
     /// Deletes segment files before the oldest one a live message still needs. Only a prefix of
     /// the log is ever deleted (see `QueueIndex::live_segments` for why), and never the segment
     /// being written.
@@ -538,6 +585,7 @@ impl Queue {
                     .min(self.spool.write_position());
                 state.segments.range(..boundary).copied().collect()
             };
+            self.check_storage();
             for (generation, segment) in reclaimable {
                 match self.spool.remove_segment(generation, segment).await {
                     Ok(()) => {
@@ -577,6 +625,21 @@ pub(crate) fn log_result(job: &Job, relay: &str, result: &RecipientResult) {
         reply = %result.detail,
         "delivery"
     );
+}
+
+/// The shards the configuration asks for (0 = one per core), for dividing spool limits.
+fn shard_count(config: &Config) -> u64 {
+    match config.server.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+        shards => shards as u64,
+    }
+}
+
+/// Bytes available to unprivileged users on the file system holding `path`. statvfs reads
+/// the file system's in-memory counters; it does not wait for the disk.
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let stats = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(stats.blocks_available() as u64 * stats.fragment_size() as u64)
 }
 
 fn seed(shard: usize) -> u64 {

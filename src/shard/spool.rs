@@ -233,6 +233,11 @@ impl ShardSpool {
         std::mem::take(&mut self.state.borrow_mut().created_segments)
     }
 
+    /// The size of each segment file, which is also the disk space each one reserves.
+    pub fn segment_bytes(&self) -> u64 {
+        self.state.borrow().settings.segment_bytes
+    }
+
     /// `<spool>/shard-<i>`.
     pub fn shard_directory(&self) -> PathBuf {
         self.state

@@ -140,6 +140,8 @@ pub struct Session {
     line: LineBuffer,
     output: Vec<u8>,
     bad_commands: u32,
+    /// The store is over its limits: new transactions get `452 4.3.1` at MAIL and RCPT.
+    storage_full: bool,
     /// A reply held back by `timed_out`/`shutting_down` while a message is being stored, so
     /// that the client still learns its message was queued.
     close_after_store: Option<Reply>,
@@ -160,6 +162,7 @@ impl Session {
             line: LineBuffer::default(),
             output: Vec::new(),
             bad_commands: 0,
+            storage_full: false,
             close_after_store: None,
         }
     }
@@ -292,6 +295,13 @@ impl Session {
     }
 
     /// Bytes queued for the client.
+    /// Tells the session whether the store can take new mail. While it cannot, MAIL and RCPT
+    /// are answered `452 4.3.1` (a temporary refusal the client retries); a message already
+    /// being received is not affected.
+    pub fn set_storage_full(&mut self, full: bool) {
+        self.storage_full = full;
+    }
+
     pub fn output(&self) -> &[u8] {
         &self.output
     }

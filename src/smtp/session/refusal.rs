@@ -43,6 +43,8 @@ pub enum Refusal {
     ExpnUnavailable,
     #[error("message refused: {0}")]
     Body(BodyFault),
+    #[error("insufficient system storage, try again later")]
+    InsufficientStorage,
 }
 
 impl Refusal {
@@ -63,6 +65,8 @@ impl Refusal {
             Refusal::SizeExceeded | Refusal::Body(BodyFault::TooBig) => (552, 5, 3, 4),
             // RFC 5321 §4.5.3.1.10: 452 for too many recipients, X.5.3 in RFC 3463.
             Refusal::TooManyRecipients => (452, 4, 5, 3),
+            // RFC 5321 §4.2.2 and RFC 3463 X.3.1: the spool is full, the client retries later.
+            Refusal::InsufficientStorage => (452, 4, 3, 1),
             Refusal::RelayDenied(_) => (554, 5, 7, 1),
             // RFC 6531 §3.7.4.1.
             Refusal::Smtputf8Required => (553, 5, 6, 7),
@@ -105,6 +109,7 @@ mod tests {
             Refusal::ExpnUnavailable,
             Refusal::Body(BodyFault::BareLineEnding),
             Refusal::Body(BodyFault::TooBig),
+            Refusal::InsufficientStorage,
         ];
         for refusal in all {
             let reply = refusal.reply();

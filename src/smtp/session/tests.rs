@@ -840,3 +840,42 @@ fn store_failures_reset_the_transaction() {
         b"452 4.3.1 insufficient system storage, try again later\r\n503 5.5.1 send MAIL first\r\n"
     ));
 }
+
+#[test]
+fn a_full_store_refuses_new_transactions_with_452() {
+    let mut session = Session::new(params());
+    session.greet();
+    let mut body = Vec::new();
+    let mut feed = |session: &mut Session, line: &str| {
+        let (used, _) = session.feed(line.as_bytes(), &mut body);
+        assert_eq!(used, line.len());
+    };
+
+    feed(&mut session, EHLO);
+    feed(&mut session, MAIL);
+    session.set_storage_full(true);
+    feed(&mut session, RCPT);
+    feed(&mut session, "RSET\r\n");
+    feed(&mut session, MAIL);
+    session.set_storage_full(false);
+    feed(&mut session, MAIL);
+    feed(&mut session, RCPT);
+
+    let output = String::from_utf8_lossy(session.output()).into_owned();
+    let finals: Vec<&str> = output
+        .split("\r\n")
+        .filter(|line| line.as_bytes().get(3) == Some(&b' '))
+        .map(|line| line.get(..9).unwrap_or(line))
+        .collect();
+    assert_eq!(
+        finals[2..],
+        [
+            "250 2.1.0",
+            "452 4.3.1",
+            "250 2.0.0",
+            "452 4.3.1",
+            "250 2.1.0",
+            "250 2.1.5"
+        ]
+    );
+}

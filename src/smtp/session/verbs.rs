@@ -101,6 +101,9 @@ impl Session {
         if hello == Hello::Helo && !params.is_empty() {
             return self.refuse(Refusal::ParametersNeedEhlo);
         }
+        if self.storage_full {
+            return self.refuse(Refusal::InsufficientStorage);
+        }
         let mail_from = match reverse_path {
             Path::Null => String::new(),
             Path::Mailbox(mailbox) if !mailbox.is_ascii() && !params.smtputf8 => {
@@ -141,6 +144,9 @@ impl Session {
         }
         if self.envelope.rcpt_to.len() >= self.params.limits.recipients_max {
             return self.refuse(Refusal::TooManyRecipients);
+        }
+        if self.storage_full {
+            return self.refuse(Refusal::InsufficientStorage);
         }
         let address = match forward_path {
             // RFC 5321 §4.5.1: postmaster must always be accepted.
