@@ -26,3 +26,7 @@ ci:
 # Run a fuzz target for a while (needs cargo-fuzz; see docs/testing.md).
 fuzz target="command_parser" seconds="60":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {{target}} -- -max_total_time={{seconds}}
+
+# The kill -9 durability proof, many times over (CI runs 20 trials): `just crash-soak 500`.
+crash-soak trials="300":
+    POSTERN_CRASH_TRIALS={{trials}} cargo test --release --test crash_recovery -- --nocapture

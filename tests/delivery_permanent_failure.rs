@@ -1,5 +1,6 @@
 //! Scenario: the next hop refuses one recipient with 5xx and takes the other; the refused one
-//! fails at once (no retry), the other is delivered, and the queue ends empty.
+//! fails at once (no retry) and is reported to the sender, the other is delivered, and the
+//! queue ends empty.
 
 mod common;
 
@@ -25,9 +26,19 @@ fn a_5xx_fails_that_recipient_only() {
         250
     );
 
-    let accepted = hop.wait_for(1, Duration::from_secs(20));
-    assert_eq!(accepted.len(), 1, "not delivered:\n{}", relay.log());
-    assert_eq!(accepted[0].rcpt_tos, ["taken@example.com"]);
+    // The message for the taken recipient, and the failure report to the sender.
+    let accepted = hop.wait_for(2, Duration::from_secs(20));
+    assert_eq!(accepted.len(), 2, "{accepted:?}\n{}", relay.log());
+    let delivered = accepted
+        .iter()
+        .find(|m| m.id.as_deref() == Some("partial-1"))
+        .expect("the message arrived");
+    assert_eq!(delivered.rcpt_tos, ["taken@example.com"]);
+    let report = accepted
+        .iter()
+        .find(|m| m.mail_from == "<>")
+        .expect("a report");
+    assert_eq!(report.rcpt_tos, ["s@client.test"]);
 
     assert!(eventually(Duration::from_secs(5), || relay
         .stored()
@@ -39,5 +50,5 @@ fn a_5xx_fails_that_recipient_only() {
         "{log}"
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(hop.accepted().len(), 1, "the refused recipient was retried");
+    assert_eq!(hop.accepted().len(), 2, "the refused recipient was retried");
 }
