@@ -216,8 +216,16 @@ fn print_message(message: &Value) {
 
 fn print_stats(shards: &Value) {
     println!(
-        "{:>5} {:>9} {:>10} {:>6} {:>6} {:>8} {:>8} {:>6}  oldest arrival",
-        "shard", "messages", "recipients", "held", "active", "deferred", "segments", "paused"
+        "{:>5} {:>9} {:>10} {:>6} {:>6} {:>8} {:>8} {:>11} {:>6}  oldest arrival",
+        "shard",
+        "messages",
+        "recipients",
+        "held",
+        "active",
+        "deferred",
+        "segments",
+        "quarantined",
+        "paused"
     );
     for shard in shards.as_array().into_iter().flatten() {
         let oldest = match shard["oldest_arrival_unix_ms"] {
@@ -225,7 +233,7 @@ fn print_stats(shards: &Value) {
             ref value => date(value),
         };
         println!(
-            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>8} {:>8} {:>6}  {oldest}",
+            "{:>5} {:>9} {:>10} {:>6} {:>6} {:>8} {:>8} {:>11} {:>6}  {oldest}",
             shard["shard"],
             shard["messages"],
             shard["recipients"],
@@ -233,6 +241,7 @@ fn print_stats(shards: &Value) {
             shard["active"],
             shard["deferred"],
             shard["segments"],
+            shard["quarantined_segments"],
             shard["paused_destinations"],
         );
     }

@@ -119,10 +119,12 @@ impl Queue {
         let shard = self.shard;
         let paused_destinations = self.outbound.paused();
         let segments = self.segment_count();
+        let quarantined_segments = self.quarantined_segments();
         self.with_state(|index, in_flight| {
             let mut stats = ShardStats {
                 shard,
                 segments,
+                quarantined_segments,
                 paused_destinations,
                 ..ShardStats::default()
             };

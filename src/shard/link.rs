@@ -84,6 +84,8 @@ pub struct ShardStats {
     pub deferred: usize,
     pub oldest_arrival_unix_ms: Option<u64>,
     pub segments: usize,
+    /// Damaged sealed segments kept for inspection (see docs/spool.md); reclaim stops at them.
+    pub quarantined_segments: usize,
     pub paused_destinations: usize,
 }
 

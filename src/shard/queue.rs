@@ -61,6 +61,9 @@ struct State {
     in_flight: HashMap<String, Attempt>,
     /// Segment files that exist and have not been reclaimed, in log order.
     segments: BTreeSet<(u64, u64)>,
+    /// The first damaged sealed segment: reclaim never passes it.
+    quarantine_boundary: Option<(u64, u64)>,
+    quarantined_segments: usize,
 }
 
 pub(crate) struct Queue {
@@ -97,6 +100,7 @@ impl Queue {
         let Recovered {
             index: recovered,
             segment_files: segments,
+            quarantined_segments,
             ..
         } = recovered;
         let now = unix_ms(SystemTime::now());
@@ -117,6 +121,8 @@ impl Queue {
                 due,
                 in_flight: HashMap::new(),
                 segments: segments.into_iter().collect(),
+                quarantine_boundary: quarantined_segments.first().copied(),
+                quarantined_segments: quarantined_segments.len(),
             }),
             spool,
             router: Router::new(&config.routes),
@@ -509,6 +515,11 @@ impl Queue {
         self.state.borrow().segments.len()
     }
 
+    /// Damaged sealed segments found at start-up, kept for the operator.
+    pub(super) fn quarantined_segments(&self) -> usize {
+        self.state.borrow().quarantined_segments
+    }
+
     /// Makes these messages due at `now` and wakes the scheduler.
     pub(super) fn schedule_now(&self, queue_ids: Vec<String>, now: u64) {
         {
@@ -582,7 +593,8 @@ impl Queue {
                     .index
                     .oldest_live_segment()
                     .unwrap_or((u64::MAX, u64::MAX))
-                    .min(self.spool.write_position());
+                    .min(self.spool.write_position())
+                    .min(state.quarantine_boundary.unwrap_or((u64::MAX, u64::MAX)));
                 state.segments.range(..boundary).copied().collect()
             };
             self.check_storage();

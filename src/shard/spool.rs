@@ -518,6 +518,10 @@ pub struct Recovered {
     pub bytes: u64,
     pub torn_tails: usize,
     pub quarantined: usize,
+    /// Sealed segments with a damaged record, as `(generation, segment)`. They are never
+    /// reclaimed automatically: records after the damage may belong to messages that can no
+    /// longer be read, and an operator must decide.
+    pub quarantined_segments: Vec<(u64, u64)>,
 }
 
 /// Scans every generation of one shard, in order, and rebuilds the queue index. Runs once at
@@ -531,6 +535,7 @@ pub fn recover(shard_directory: &Path) -> io::Result<Recovered> {
         bytes: 0,
         torn_tails: 0,
         quarantined: 0,
+        quarantined_segments: Vec::new(),
     };
     for (generation, directory) in numbered_entries(shard_directory, "gen-", "")? {
         recovered.next_generation = recovered.next_generation.max(generation + 1);
@@ -560,39 +565,72 @@ fn recover_segment(
     recovered.segments += 1;
     recovered.segment_files.push((generation, segment));
     recovered.bytes += bytes.len() as u64;
-    let scan = crate::spool::scan_segment(&bytes);
-    for record in &scan.records {
-        let crate::spool::Scanned::Record {
-            record_type,
-            payload,
-            offset,
-            ..
-        } = record;
-        let location = RecordLocation {
-            generation,
-            segment,
-            offset: *offset,
-        };
-        if let Err(error) = recovered.index.apply(location, *record_type, payload) {
-            warn!(path = %path.display(), offset, %error, "undecodable record payload skipped");
-        }
-    }
-    if let crate::spool::ScanEnd::Bad { offset, reason } = &scan.end {
-        if newest_in_generation {
-            // A crash during the last batch: nothing at or after `offset` was acknowledged.
-            recovered.torn_tails += 1;
-            info!(path = %path.display(), offset, ?reason, "torn tail after a crash; ignored");
-        } else {
-            recovered.quarantined += 1;
-            error!(
-                path = %path.display(),
+
+    // Every batch starts on a block boundary, so after a damaged record in a sealed segment the
+    // scan resumes at the next block that starts with a valid record: one bad block costs its
+    // own records, not the rest of the segment.
+    let mut base = 0usize;
+    loop {
+        let scan = crate::spool::scan_segment(&bytes[base..]);
+        for record in &scan.records {
+            let Scanned::Record {
+                record_type,
+                payload,
                 offset,
-                ?reason,
-                "damaged record in a sealed segment: records after it are unreadable; the segment is kept for inspection"
-            );
+                ..
+            } = record;
+            let location = RecordLocation {
+                generation,
+                segment,
+                offset: base as u64 + *offset,
+            };
+            if let Err(error) = recovered.index.apply(location, *record_type, payload) {
+                warn!(path = %path.display(), offset = location.offset, %error, "undecodable record payload skipped");
+            }
+        }
+        let crate::spool::ScanEnd::Bad { offset, reason } = scan.end else {
+            return Ok(());
+        };
+        let damaged_at = base + offset as usize;
+        if newest_in_generation {
+            // A crash during the last batch: nothing at or after it was acknowledged. Blocks
+            // of that batch may have reached the disk out of order, so nothing after the
+            // damage is trusted here.
+            recovered.torn_tails += 1;
+            info!(path = %path.display(), offset = damaged_at, ?reason, "torn tail after a crash; ignored");
+            return Ok(());
+        }
+
+        // A sealed segment ended cleanly when it was written: this is damage on the medium.
+        let resume = next_valid_block(&bytes, damaged_at);
+        if !recovered
+            .quarantined_segments
+            .contains(&(generation, segment))
+        {
+            recovered.quarantined += 1;
+            recovered.quarantined_segments.push((generation, segment));
+        }
+        error!(
+            path = %path.display(),
+            offset = damaged_at,
+            resumed_at = resume,
+            ?reason,
+            "damaged spool record: the messages it held may be lost; the segment and every \
+             later one of this shard are kept for inspection (see docs/spool.md)"
+        );
+        match resume {
+            Some(next) => base = next,
+            None => return Ok(()),
         }
     }
-    Ok(())
+}
+
+/// The first block boundary after `damaged_at` where a record with a valid checksum starts.
+fn next_valid_block(bytes: &[u8], damaged_at: usize) -> Option<usize> {
+    let first = (damaged_at / BLOCK_BYTES + 1) * BLOCK_BYTES;
+    (first..bytes.len())
+        .step_by(BLOCK_BYTES)
+        .find(|&start| decode_record(&bytes[start..], start as u64).is_ok())
 }
 
 /// Entries of `directory` named `<prefix><number><suffix>`, sorted by number.
