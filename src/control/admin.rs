@@ -236,6 +236,9 @@ fn merge(replies: Vec<AdminReply>) -> (u16, serde_json::Value) {
                 found = entry;
             }
             AdminReply::Done { affected: count } => affected += count,
+            AdminReply::Failed { reason } => {
+                return (503, json!({ "error": format!("not recorded: {reason}") }));
+            }
             AdminReply::Stats(shard) => {
                 kind = "stats";
                 stats.push(shard);

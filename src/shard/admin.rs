@@ -8,7 +8,7 @@
 
 use std::time::SystemTime;
 
-use tracing::info;
+use tracing::{error, info};
 
 use super::link::{AdminReply, AdminRequest, QueueEntry, ShardStats};
 use super::queue::{unix_ms, Queue};
@@ -76,7 +76,13 @@ impl Queue {
         };
         let mut payload = Vec::new();
         record.encode(&mut payload);
-        self.apply_and_append(record_type, queue_id, &payload).await;
+        if let Err(failure) = self.spool.append_durable(record_type, &payload).await {
+            error!(%queue_id, %actor, %failure, "queue administration not recorded: the spool write failed");
+            return AdminReply::Failed {
+                reason: failure.to_string(),
+            };
+        }
+        self.apply_record(record_type, queue_id, &payload);
         info!(
             %queue_id,
             %actor,

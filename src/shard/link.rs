@@ -98,6 +98,10 @@ pub enum AdminReply {
     Done {
         affected: usize,
     },
+    /// The action could not be made durable; nothing changed.
+    Failed {
+        reason: String,
+    },
     Stats(ShardStats),
 }
 

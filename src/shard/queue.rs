@@ -477,6 +477,12 @@ impl Queue {
         queue_id: &str,
         payload: &[u8],
     ) {
+        self.apply_record(record_type, queue_id, payload);
+        self.spool.append(record_type, payload).await;
+    }
+
+    /// Applies an outcome or admin record to the index, as recovery would replay it.
+    pub(super) fn apply_record(&self, record_type: RecordType, queue_id: &str, payload: &[u8]) {
         let (generation, segment) = self.spool.write_position();
         let placeholder = RecordLocation {
             generation,
@@ -491,7 +497,6 @@ impl Queue {
         if let Err(error) = applied {
             error!(%queue_id, %error, "record could not be applied to the queue");
         }
-        self.spool.append(record_type, payload).await;
     }
 
     /// Reads the index.

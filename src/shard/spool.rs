@@ -29,6 +29,11 @@ use crate::spool::{
     Scanned, BLOCK_BYTES, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX_BYTES,
 };
 
+/// Longest time a record nobody waits for (a BODY, an outcome) stays in memory before it is
+/// written, when no COMMIT comes along to carry it. It never delays a `250`; it bounds how
+/// much delivery history a crash can cost (those recipients are simply tried again).
+pub const LAZY_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Sizes that shape the spool's I/O.
 #[derive(Debug, Clone, Copy)]
 pub struct SpoolSettings {
@@ -93,6 +98,8 @@ struct State {
     batches_written: u64,
     /// Segment numbers created since the reclaimer last asked.
     created_segments: Vec<u64>,
+    /// The committer sleeps until kicked: a lazy record must wake it.
+    committer_idle: bool,
 }
 
 impl State {
@@ -188,6 +195,7 @@ impl ShardSpool {
             next_offset: 0,
             batches_written: 0,
             created_segments: Vec::new(),
+            committer_idle: true,
         }));
         let (kick, kicked) = local_channel::new_bounded(1);
         let committer = Committer {
@@ -212,13 +220,21 @@ impl ShardSpool {
         self.append(RecordType::Body, &payload).await
     }
 
-    /// Appends any record with the next batch, without waiting for it to be durable: outcome
-    /// and admin records, whose loss in a crash only repeats work (a delivery is tried again).
+    /// Appends any record with the next batch, without waiting for it to be durable: bodies
+    /// (made durable by their COMMIT's batch) and outcome and admin records, whose loss in a
+    /// crash only repeats work (a delivery is tried again). It does not start a batch: such
+    /// records ride with the next COMMIT, or are written within `LAZY_FLUSH`.
     pub async fn append(&self, record_type: RecordType, payload: &[u8]) -> RecordLocation {
         debug_assert!(payload.len() <= RECORD_PAYLOAD_MAX_BYTES);
         self.wait_for_room().await;
-        let location = self.state.borrow_mut().append(record_type, payload);
-        let _ = self.kick.try_send(());
+        let mut state = self.state.borrow_mut();
+        let location = state.append(record_type, payload);
+        if state.committer_idle {
+            // Wake the committer so it starts its lazy wait; while it is busy or already
+            // waiting, the record simply joins what is pending.
+            state.committer_idle = false;
+            let _ = self.kick.try_send(());
+        }
         location
     }
 
@@ -319,10 +335,21 @@ impl ShardSpool {
                 ),
             });
         }
+        self.append_durable(RecordType::Commit, &payload).await
+    }
+
+    /// Appends a record and waits until the batch holding it is durable (the COMMIT path;
+    /// also admin actions, which an operator expects to hold once acknowledged).
+    pub async fn append_durable(
+        &self,
+        record_type: RecordType,
+        payload: &[u8],
+    ) -> Result<RecordLocation, SpoolFailure> {
+        self.wait_for_room().await;
         let (reply, replied) = local_channel::new_bounded(1);
         let location = {
             let mut state = self.state.borrow_mut();
-            let location = state.append(RecordType::Commit, &payload);
+            let location = state.append(record_type, payload);
             state.waiters.push(reply);
             location
         };
@@ -360,16 +387,33 @@ struct Committer {
 impl Committer {
     async fn run(mut self, kicked: LocalReceiver<()>) {
         loop {
-            let batch = {
-                let mut state = self.state.borrow_mut();
-                (!state.pieces.is_empty()).then(|| state.take_batch())
+            let (pending, urgent) = {
+                let state = self.state.borrow();
+                let urgent = !state.waiters.is_empty()
+                    || state.pending_bytes >= state.settings.pending_max_bytes;
+                (!state.pieces.is_empty(), urgent)
             };
-            let Some((pieces, waiters)) = batch else {
+            if !pending {
+                self.state.borrow_mut().committer_idle = true;
                 if kicked.recv().await.is_none() {
                     return;
                 }
+                self.state.borrow_mut().committer_idle = false;
                 continue;
-            };
+            }
+            if !urgent {
+                // Only records nobody waits for (bodies, outcomes): let them ride with the next
+                // COMMIT's sync, or write them after a short while, instead of paying one sync
+                // for each. A kick (a COMMIT) ends the wait at once.
+                futures_lite::future::or(
+                    async {
+                        kicked.recv().await;
+                    },
+                    glommio::timer::sleep(LAZY_FLUSH),
+                )
+                .await;
+            }
+            let (pieces, waiters) = self.state.borrow_mut().take_batch();
 
             let result = self.write_batch(&pieces).await;
             match &result {
