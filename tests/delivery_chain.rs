@@ -71,3 +71,39 @@ fn a_relay_chain_preserves_every_byte() {
         );
     }
 }
+
+#[test]
+fn dsn_parameters_travel_to_a_hop_that_offers_dsn() {
+    let last = Relay::start(Options::default());
+    let first = Relay::start(Options {
+        routes: Some(smarthost_route(last.address)),
+        ..Options::default()
+    });
+
+    let mut client = first.connect();
+    assert_eq!(client.command("EHLO client.test").code, 250);
+    let mail = client.command("MAIL FROM:<s@client.test> RET=HDRS ENVID=env+2B1");
+    assert_eq!(mail.code, 250, "{mail:?}");
+    let rcpt =
+        client.command("RCPT TO:<r@example.com> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;r@example.com");
+    assert_eq!(rcpt.code, 250, "{rcpt:?}");
+    assert_eq!(client.command("DATA").code, 354);
+    client.send(b"Subject: dsn\r\n\r\nbody\r\n.\r\n");
+    assert_eq!(client.reply().code, 250);
+
+    assert!(
+        eventually(Duration::from_secs(20), || last.stored().len() == 1),
+        "{}",
+        first.log()
+    );
+    let envelope = last.stored()[0].envelope.join("\n");
+    assert!(
+        envelope.contains("RET=HDRS") && envelope.contains("ENVID=env+2B1"),
+        "{envelope}"
+    );
+    assert!(
+        envelope.contains("NOTIFY=SUCCESS,DELAY")
+            && envelope.contains("ORCPT=rfc822;r@example.com"),
+        "{envelope}"
+    );
+}

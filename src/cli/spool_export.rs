@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fatal::{ExitReason, Fatal};
 use crate::shard::spool::{recover, segment_file_name};
-use crate::smtp::{BodyType, Envelope, Ret};
+use crate::smtp::{BodyType, Envelope};
 use crate::spool::{
     decode_record, BodyLocation, BodyRecord, Extent, QueuedMessage, Scanned, RECORD_HEADER_BYTES,
 };
@@ -105,15 +105,7 @@ fn write_envelope(out: &mut Vec<u8>, envelope: &Envelope, pending: &[usize]) {
     if envelope.smtputf8 {
         out.extend_from_slice(b" SMTPUTF8");
     }
-    match envelope.ret {
-        Some(Ret::Full) => out.extend_from_slice(b" RET=FULL"),
-        Some(Ret::Headers) => out.extend_from_slice(b" RET=HDRS"),
-        None => {}
-    }
-    if let Some(envid) = &envelope.envid {
-        out.extend_from_slice(b" ENVID=");
-        xtext_encode(out, envid);
-    }
+    out.extend_from_slice(envelope.dsn_mail_parameters().as_bytes());
     out.extend_from_slice(b"\r\n");
 
     for (index, recipient) in envelope.rcpt_to.iter().enumerate() {
@@ -123,39 +115,8 @@ fn write_envelope(out: &mut Vec<u8>, envelope: &Envelope, pending: &[usize]) {
         out.extend_from_slice(b"RCPT TO:<");
         out.extend_from_slice(recipient.address.as_bytes());
         out.push(b'>');
-        if let Some(notify) = &recipient.notify {
-            let mut words = Vec::new();
-            if notify.never {
-                words.push("NEVER");
-            }
-            if notify.success {
-                words.push("SUCCESS");
-            }
-            if notify.failure {
-                words.push("FAILURE");
-            }
-            if notify.delay {
-                words.push("DELAY");
-            }
-            out.extend_from_slice(b" NOTIFY=");
-            out.extend_from_slice(words.join(",").as_bytes());
-        }
-        if let Some(orcpt) = &recipient.orcpt {
-            out.extend_from_slice(b" ORCPT=");
-            xtext_encode(out, orcpt);
-        }
+        out.extend_from_slice(recipient.dsn_rcpt_parameters().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"DATA\r\n");
-}
-
-/// RFC 3461 §4 xtext: printable ASCII except `+` and `=` as is, everything else as `+XX`.
-fn xtext_encode(out: &mut Vec<u8>, text: &str) {
-    for &byte in text.as_bytes() {
-        if (b'!'..=b'~').contains(&byte) && byte != b'+' && byte != b'=' {
-            out.push(byte);
-        } else {
-            out.extend_from_slice(format!("+{byte:02X}").as_bytes());
-        }
-    }
 }

@@ -19,8 +19,7 @@ use std::time::Duration;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::reply::{parse_reply, Extensions, RemoteReply, ReplyError};
-use crate::smtp::params::encode_xtext;
-use crate::smtp::{BodyType, Envelope, Ret};
+use crate::smtp::{BodyType, Envelope};
 
 /// Bytes read from the next hop at a time; replies are short.
 const READ_CHUNK_BYTES: usize = 4096;
@@ -348,15 +347,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, T: Timer> Client<S, T> {
             mail.push_str(" SMTPUTF8");
         }
         if self.extensions.dsn {
-            if let Some(ret) = envelope.ret {
-                mail.push_str(match ret {
-                    Ret::Full => " RET=FULL",
-                    Ret::Headers => " RET=HDRS",
-                });
-            }
-            if let Some(envid) = &envelope.envid {
-                mail.push_str(&format!(" ENVID={}", encode_xtext(envid)));
-            }
+            mail.push_str(&envelope.dsn_mail_parameters());
         }
         commands.push(Stage::Mail, mail + "\r\n");
 
@@ -364,13 +355,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, T: Timer> Client<S, T> {
             let recipient = &envelope.rcpt_to[index as usize];
             let mut rcpt = format!("RCPT TO:<{}>", recipient.address);
             if self.extensions.dsn {
-                if let Some(notify) = recipient.notify {
-                    rcpt.push_str(&format!(" NOTIFY={}", notify_keywords(notify)));
-                }
-                if let Some(orcpt) = &recipient.orcpt {
-                    let (kind, address) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
-                    rcpt.push_str(&format!(" ORCPT={kind};{}", encode_xtext(address)));
-                }
+                rcpt.push_str(&recipient.dsn_rcpt_parameters());
             }
             commands.push(Stage::Rcpt, rcpt + "\r\n");
         }
@@ -527,22 +512,6 @@ impl Commands {
     }
 }
 
-/// `NOTIFY=` keywords (RFC 3461 §4.1).
-fn notify_keywords(notify: crate::smtp::Notify) -> String {
-    if notify.never {
-        return "NEVER".into();
-    }
-    let keywords: Vec<&str> = [
-        (notify.success, "SUCCESS"),
-        (notify.failure, "FAILURE"),
-        (notify.delay, "DELAY"),
-    ]
-    .into_iter()
-    .filter_map(|(set, keyword)| set.then_some(keyword))
-    .collect();
-    keywords.join(",")
-}
-
 /// The content as DATA carries it (RFC 5321 §4.5.2): a `.` doubled at the start of every line,
 /// a final CRLF if the content lacks one, and the `.` line that ends the data.
 pub fn dot_stuff(content: &[u8]) -> Vec<u8> {
@@ -586,22 +555,6 @@ mod tests {
             dot_stuff(b".a\r\n..b\r\nc.\r\n."),
             b"..a\r\n...b\r\nc.\r\n..\r\n.\r\n"
         );
-    }
-
-    #[test]
-    fn notify_rendering() {
-        let notify = crate::smtp::Notify {
-            never: false,
-            success: true,
-            failure: true,
-            delay: false,
-        };
-        assert_eq!(notify_keywords(notify), "SUCCESS,FAILURE");
-        let never = crate::smtp::Notify {
-            never: true,
-            ..notify
-        };
-        assert_eq!(notify_keywords(never), "NEVER");
     }
 
     #[test]

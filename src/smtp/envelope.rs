@@ -3,6 +3,8 @@
 //! RFC 3461). It holds only values the command parser has already validated; it never parses
 //! and never decides policy.
 
+use super::params::encode_xtext;
+
 /// The BODY= parameter of MAIL (RFC 6152 §2); BINARYMIME (RFC 3030) is not offered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BodyType {
@@ -56,7 +58,54 @@ pub struct Envelope {
     pub envid: Option<String>,
 }
 
+impl Notify {
+    /// The `NOTIFY=` value (RFC 3461 §4.1): `NEVER`, or the listed conditions.
+    pub fn keywords(self) -> String {
+        if self.never {
+            return "NEVER".into();
+        }
+        let keywords: Vec<&str> = [
+            (self.success, "SUCCESS"),
+            (self.failure, "FAILURE"),
+            (self.delay, "DELAY"),
+        ]
+        .into_iter()
+        .filter_map(|(set, keyword)| set.then_some(keyword))
+        .collect();
+        keywords.join(",")
+    }
+}
+
+impl Recipient {
+    /// The DSN parameters of this recipient's RCPT (RFC 3461 §4.1, §4.2), each after a space.
+    pub fn dsn_rcpt_parameters(&self) -> String {
+        let mut parameters = String::new();
+        if let Some(notify) = self.notify {
+            parameters.push_str(&format!(" NOTIFY={}", notify.keywords()));
+        }
+        if let Some(orcpt) = &self.orcpt {
+            let (kind, address) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
+            parameters.push_str(&format!(" ORCPT={kind};{}", encode_xtext(address)));
+        }
+        parameters
+    }
+}
+
 impl Envelope {
+    /// The DSN parameters of MAIL (RFC 3461 §4.3, §4.4), each after a space.
+    pub fn dsn_mail_parameters(&self) -> String {
+        let mut parameters = String::new();
+        match self.ret {
+            Some(Ret::Full) => parameters.push_str(" RET=FULL"),
+            Some(Ret::Headers) => parameters.push_str(" RET=HDRS"),
+            None => {}
+        }
+        if let Some(envid) = &self.envid {
+            parameters.push_str(&format!(" ENVID={}", encode_xtext(envid)));
+        }
+        parameters
+    }
+
     /// Forgets the transaction but keeps the EHLO/HELO argument, as RSET and the end of a
     /// transaction do (RFC 5321 §4.1.1.5).
     pub fn reset_transaction(&mut self) {
@@ -96,5 +145,34 @@ mod tests {
                 ..Envelope::default()
             }
         );
+    }
+
+    #[test]
+    fn dsn_parameters_render_as_rfc_3461_writes_them() {
+        let recipient = Recipient {
+            address: "b@example.com".into(),
+            notify: Some(Notify {
+                never: false,
+                success: true,
+                failure: true,
+                delay: false,
+            }),
+            orcpt: Some("rfc822;b+x@example.com".into()),
+        };
+        assert_eq!(
+            recipient.dsn_rcpt_parameters(),
+            " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@example.com"
+        );
+        let never = Notify {
+            never: true,
+            ..Notify::default()
+        };
+        assert_eq!(never.keywords(), "NEVER");
+        let envelope = Envelope {
+            ret: Some(Ret::Headers),
+            envid: Some("id=1".into()),
+            ..Envelope::default()
+        };
+        assert_eq!(envelope.dsn_mail_parameters(), " RET=HDRS ENVID=id+3D1");
     }
 }

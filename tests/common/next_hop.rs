@@ -116,6 +116,12 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start() -> SmtpSink {
+        SmtpSink::start_with(&[])
+    }
+
+    /// smtp-sink with extra flags, e.g. `-e` (no ESMTP), `-8` (no 8BITMIME), `-p` (no
+    /// PIPELINING).
+    pub fn start_with(flags: &[&str]) -> SmtpSink {
         assert!(
             Path::new(SMTP_SINK).exists(),
             "{SMTP_SINK} is missing: install the Debian package postfix"
@@ -125,7 +131,9 @@ impl SmtpSink {
         let port = free_port();
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let child = Command::new(SMTP_SINK)
-            .args(["-c", "-u", "nobody", &address.to_string(), "256"])
+            .args(["-c", "-u", "nobody"])
+            .args(flags)
+            .args([&address.to_string(), "256"])
             .stdout(fs::File::create(&output).expect("sink output"))
             .stderr(Stdio::null())
             .spawn()
