@@ -349,15 +349,17 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
 
         if state.is_down() {
             let reason = format!("destination backed off: {}", state.down_reason.borrow());
-            finish(
-                &queue,
-                &job,
-                "-",
-                job.all(Verdict::Deferred, "4.4.1", &reason),
-            )
-            .await;
+            finish_all(&queue, &job, "-", Verdict::Deferred, "4.4.1", &reason).await;
             continue;
         }
+
+        let content = match prepare(&queue, &job).await {
+            Ok(content) => content,
+            Err((verdict, status, detail)) => {
+                finish_all(&queue, &job, "-", verdict, status, &detail).await;
+                continue;
+            }
+        };
 
         if connection.is_none() {
             match outbound.connect(&state.destination).await {
@@ -369,19 +371,12 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
                     permanent: Some(status),
                     reason,
                 }) => {
-                    let results = job.all(Verdict::Failed, status, &reason);
-                    finish(&queue, &job, "-", results).await;
+                    finish_all(&queue, &job, "-", Verdict::Failed, status, &reason).await;
                     continue;
                 }
                 Err(Unreachable { reason, .. }) => {
                     state.mark_down(&reason);
-                    finish(
-                        &queue,
-                        &job,
-                        "-",
-                        job.all(Verdict::Deferred, "4.4.1", &reason),
-                    )
-                    .await;
+                    finish_all(&queue, &job, "-", Verdict::Deferred, "4.4.1", &reason).await;
                     continue;
                 }
             }
@@ -389,41 +384,6 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
         let Some((client, relay, sent)) = connection.as_mut() else {
             unreachable!("a connection was opened above");
         };
-
-        let content = match job.body.as_ref() {
-            BodyLocation::Inline(bytes) => bytes.clone(),
-            // LIMITATION(L12): the whole message is read into memory for the attempt.
-            BodyLocation::Extents(extents) => match queue.spool.read_extents(extents).await {
-                Ok(content) => content,
-                Err(error) => {
-                    warn!(queue_id = %job.queue_id, %error, "cannot read a queued message back");
-                    let detail = format!("local error reading the queued message: {error}");
-                    finish(
-                        &queue,
-                        &job,
-                        relay,
-                        job.all(Verdict::Deferred, "4.3.0", &detail),
-                    )
-                    .await;
-                    continue;
-                }
-            },
-        };
-        let hops = received_count(&content);
-        if hops > outbound.received_max {
-            let detail = format!(
-                "mail loop: {hops} Received headers, more than the limit of {}",
-                outbound.received_max
-            );
-            finish(
-                &queue,
-                &job,
-                relay,
-                job.all(Verdict::Failed, "5.4.6", &detail),
-            )
-            .await;
-            continue;
-        }
 
         let message = Message {
             envelope: &job.envelope,
@@ -447,13 +407,7 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
             Err(error) => {
                 let detail = session_failure_detail(&error);
                 connection = None;
-                finish(
-                    &queue,
-                    &job,
-                    &relay,
-                    job.all(Verdict::Deferred, "4.4.2", &detail),
-                )
-                .await;
+                finish_all(&queue, &job, &relay, Verdict::Deferred, "4.4.2", &detail).await;
             }
         }
     }
@@ -463,6 +417,30 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
     }
     state.workers.set(state.workers.get() - 1);
     outbound.forget_if_unused(&state);
+}
+
+/// The message as it goes out, or the verdict that keeps it from going: it cannot be read
+/// back (deferred), or it has looped (failed).
+async fn prepare(queue: &Queue, job: &Job) -> Result<Vec<u8>, (Verdict, &'static str, String)> {
+    let content = match job.body.as_ref() {
+        BodyLocation::Inline(bytes) => bytes.clone(),
+        // LIMITATION(L12): the whole message is read into memory for the attempt.
+        BodyLocation::Extents(extents) => {
+            queue.spool.read_extents(extents).await.map_err(|error| {
+                warn!(queue_id = %job.queue_id, %error, "cannot read a queued message back");
+                let detail = format!("local error reading the queued message: {error}");
+                (Verdict::Deferred, "4.3.0", detail)
+            })?
+        }
+    };
+
+    let hops = received_count(&content);
+    let limit = queue.outbound.received_max;
+    if hops > limit {
+        let detail = format!("mail loop: {hops} Received headers, more than the limit of {limit}");
+        return Err((Verdict::Failed, "5.4.6", detail));
+    }
+    Ok(content)
 }
 
 /// The next job, waiting up to `idle` for one; `None` when the worker should end.
@@ -481,6 +459,18 @@ async fn next_job(state: &DestinationState, id: u64, idle: Duration) -> Option<J
     .await;
     state.idle.borrow_mut().retain(|(worker, _)| *worker != id);
     state.jobs.borrow_mut().pop_front()
+}
+
+/// The same verdict for every recipient of the job.
+async fn finish_all(
+    queue: &Queue,
+    job: &Job,
+    relay: &str,
+    verdict: Verdict,
+    status: &str,
+    detail: &str,
+) {
+    finish(queue, job, relay, job.all(verdict, status, detail)).await;
 }
 
 async fn finish(queue: &Queue, job: &Job, relay: &str, results: Vec<RecipientResult>) {
