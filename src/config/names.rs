@@ -169,7 +169,10 @@ pub fn domain_matches(pattern: &str, domain: &str) -> bool {
 /// A single IP address, such as a source address to bind outbound connections to.
 pub(crate) fn ip_address(text: &str) -> Result<IpAddr, String> {
     text.parse().map_err(|_| {
-        format!("{text:?} is not an IP address; expected one such as \"192.0.2.25\" or \"2001:db8::25\"")
+        format!(
+            "{text:?} is not an IP address; expected one such as \"192.0.2.25\" or \
+             \"2001:db8::25\""
+        )
     })
 }
 

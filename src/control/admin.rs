@@ -4,6 +4,7 @@
 //!
 //! | method and path | action |
 //! |---|---|
+//! | `GET /metrics` | Prometheus counters and gauges, labelled by shard |
 //! | `GET /queue` | every queued message |
 //! | `GET /queue/ID` | one message |
 //! | `GET /queue/stats` | counts per shard |
@@ -24,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-use crate::shard::link::{AdminReply, AdminRequest, QueueEntry, ShardCommand};
+use crate::shard::link::{AdminReply, AdminRequest, QueueEntry, ShardCommand, ShardMetrics};
 
 /// Largest request accepted: a request line and a few headers; there is never a body.
 const REQUEST_MAX_BYTES: usize = 8 * 1024;
@@ -74,7 +75,15 @@ async fn connection(
     if admin_changes_state(&admin) {
         info!(%actor, method = %request.method, path = %request.path, "admin API request");
     }
-    let (status, body) = answer(admin, target, shards).await;
+    let metrics = admin == AdminRequest::Metrics;
+    let (status, body) = match ask(admin, target, shards).await {
+        Err(failure) => failure,
+        Ok(replies) if metrics => {
+            let text = render_metrics(&replies);
+            return write_response(&mut stream, 200, "text/plain; version=0.0.4", &text).await;
+        }
+        Ok(replies) => merge(replies),
+    };
     respond(&mut stream, status, &body).await
 }
 
@@ -137,6 +146,7 @@ fn route(method: &str, path: &str, actor: &str) -> Option<(AdminRequest, Target)
     let actor = actor.to_owned();
     let owner = |queue_id: &str| Some(Target::Owner(owning_shard(queue_id)?));
     let request = match (method, segments.as_slice()) {
+        ("GET", ["metrics"]) => (AdminRequest::Metrics, Target::All),
         ("GET", ["queue"]) => (AdminRequest::List, Target::All),
         ("GET", ["queue", "stats"]) => (AdminRequest::Stats, Target::All),
         ("POST", ["queue", "flush"]) => (AdminRequest::Flush, Target::All),
@@ -183,21 +193,24 @@ fn owning_shard(queue_id: &str) -> Option<usize> {
 fn admin_changes_state(request: &AdminRequest) -> bool {
     !matches!(
         request,
-        AdminRequest::List | AdminRequest::Show { .. } | AdminRequest::Stats
+        AdminRequest::List
+            | AdminRequest::Show { .. }
+            | AdminRequest::Stats
+            | AdminRequest::Metrics
     )
 }
 
-/// Sends the request to its shards and merges their answers into one JSON document.
-async fn answer(
+/// Sends the request to its shards and collects their answers, in shard order.
+async fn ask(
     request: AdminRequest,
     target: Target,
     shards: &[flume::Sender<ShardCommand>],
-) -> (u16, serde_json::Value) {
+) -> Result<Vec<AdminReply>, (u16, serde_json::Value)> {
     let chosen: Vec<&flume::Sender<ShardCommand>> = match target {
         Target::All => shards.iter().collect(),
         Target::Owner(shard) => match shards.get(shard) {
             Some(sender) => vec![sender],
-            None => return (404, json!({"error": "no such message"})),
+            None => return Err((404, json!({"error": "no such message"}))),
         },
     };
 
@@ -209,14 +222,120 @@ async fn answer(
             reply,
         };
         if sender.send_async(command).await.is_err() {
-            return (503, json!({"error": "a shard is stopping"}));
+            return Err((503, json!({"error": "a shard is stopping"})));
         }
         match tokio::time::timeout(SHARD_PATIENCE, replied.recv_async()).await {
             Ok(Ok(answer)) => replies.push(answer),
-            _ => return (504, json!({"error": "a shard did not answer in time"})),
+            _ => return Err((504, json!({"error": "a shard did not answer in time"}))),
         }
     }
-    merge(replies)
+    Ok(replies)
+}
+
+/// The Prometheus text exposition of every shard's metrics, labelled by shard.
+fn render_metrics(replies: &[AdminReply]) -> String {
+    let shards: Vec<&ShardMetrics> = replies
+        .iter()
+        .filter_map(|reply| match reply {
+            AdminReply::Metrics(metrics) => Some(metrics),
+            _ => None,
+        })
+        .collect();
+    type Read = fn(&ShardMetrics) -> u64;
+    let families: [(&str, &str, &str, Read); 14] = [
+        (
+            "sessions_accepted_total",
+            "counter",
+            "SMTP sessions accepted.",
+            |m| m.sessions_accepted,
+        ),
+        (
+            "sessions_refused_total",
+            "counter",
+            "Connections refused with 421 over sessions_per_shard_max.",
+            |m| m.sessions_refused_over_limit,
+        ),
+        (
+            "early_talkers_total",
+            "counter",
+            "Clients that talked before the greeting.",
+            |m| m.early_talkers,
+        ),
+        ("sessions_active", "gauge", "SMTP sessions open now.", |m| {
+            m.sessions_active
+        }),
+        (
+            "messages_accepted_total",
+            "counter",
+            "Messages acknowledged with 250.",
+            |m| m.messages_accepted,
+        ),
+        (
+            "spool_syncs_total",
+            "counter",
+            "Spool batches written, one fdatasync each.",
+            |m| m.spool_syncs,
+        ),
+        (
+            "recipients_delivered_total",
+            "counter",
+            "Recipients delivered to a next hop.",
+            |m| m.recipients_delivered,
+        ),
+        (
+            "recipients_deferred_total",
+            "counter",
+            "Recipient attempts deferred.",
+            |m| m.recipients_deferred,
+        ),
+        (
+            "recipients_failed_total",
+            "counter",
+            "Recipients failed for good.",
+            |m| m.recipients_failed,
+        ),
+        (
+            "notifications_queued_total",
+            "counter",
+            "Delivery status notifications queued.",
+            |m| m.notifications_queued,
+        ),
+        ("queue_messages", "gauge", "Messages in the queue.", |m| {
+            m.queue_messages
+        }),
+        (
+            "spool_segments",
+            "gauge",
+            "Spool segment files held.",
+            |m| m.spool_segments,
+        ),
+        (
+            "spool_quarantined_segments",
+            "gauge",
+            "Damaged spool segments kept for inspection.",
+            |m| m.spool_quarantined_segments,
+        ),
+        (
+            "spool_full",
+            "gauge",
+            "1 while new mail is refused for lack of spool space.",
+            |m| u64::from(m.spool_full),
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, read) in families {
+        text.push_str(&format!(
+            "# HELP postern_{name} {help}\n# TYPE postern_{name} {kind}\n"
+        ));
+        for shard in &shards {
+            text.push_str(&format!(
+                "postern_{name}{{shard=\"{}\"}} {}\n",
+                shard.shard,
+                read(shard)
+            ));
+        }
+    }
+    text
 }
 
 fn merge(replies: Vec<AdminReply>) -> (u16, serde_json::Value) {
@@ -243,6 +362,7 @@ fn merge(replies: Vec<AdminReply>) -> (u16, serde_json::Value) {
                 kind = "stats";
                 stats.push(shard);
             }
+            AdminReply::Metrics(_) => {}
         }
     }
     match kind {
@@ -266,6 +386,15 @@ async fn respond(
     status: u16,
     body: &serde_json::Value,
 ) -> std::io::Result<()> {
+    write_response(stream, status, "application/json", &body.to_string()).await
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -274,9 +403,8 @@ async fn respond(
         503 => "Service Unavailable",
         _ => "Gateway Timeout",
     };
-    let body = body.to_string();
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n\
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );

@@ -23,6 +23,8 @@ impl Queue {
                 AdminReply::Entry(self.entries(Some(&queue_id)).pop())
             }
             AdminRequest::Stats => AdminReply::Stats(self.stats()),
+            // Answered by the shard loop, which holds the session counters as well.
+            AdminRequest::Metrics => AdminReply::Metrics(self.metrics()),
             AdminRequest::Flush => {
                 let affected = self.make_due(None, false);
                 info!(affected, "queue flush: every deferred message is tried now");
@@ -77,7 +79,12 @@ impl Queue {
         let mut payload = Vec::new();
         record.encode(&mut payload);
         if let Err(failure) = self.spool.append_durable(record_type, &payload).await {
-            error!(%queue_id, %actor, %failure, "queue administration not recorded: the spool write failed");
+            error!(
+                %queue_id,
+                %actor,
+                %failure,
+                "queue administration not recorded: the spool write failed"
+            );
             return AdminReply::Failed {
                 reason: failure.to_string(),
             };

@@ -41,7 +41,11 @@ impl Queue {
             BodyLocation::Extents(extents) => match self.spool.read_extents(&extents).await {
                 Ok(content) => content,
                 Err(error) => {
-                    error!(%queue_id, %error, "cannot read the message back to report on it; the sender is not notified");
+                    error!(
+                        %queue_id,
+                        %error,
+                        "cannot read the message back to report on it; the sender is not notified"
+                    );
                     return;
                 }
             },
@@ -121,6 +125,8 @@ impl Queue {
         match message.commit(&bounce_envelope).await {
             Ok((record, location)) => {
                 self.accept(location, record);
+                let notifications = &self.outcomes.notifications;
+                notifications.set(notifications.get() + 1);
                 info!(
                     %original,
                     notification = %queue_id,

@@ -220,6 +220,10 @@ impl Driver {
         };
         if let StoreOutcome::Stored { queue_id } = &outcome {
             self.messages_accepted += 1;
+            let counters = &self.context.counters;
+            counters
+                .messages_accepted
+                .set(counters.messages_accepted.get() + 1);
             let envelope = self.session.envelope();
             info!(
                 queue_id = %queue_id,

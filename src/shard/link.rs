@@ -53,6 +53,29 @@ pub enum AdminRequest {
     },
     /// Counts for the shard.
     Stats,
+    /// The shard's counters and gauges, for `/metrics`.
+    Metrics,
+}
+
+/// One shard's counters (since start) and gauges (now), for the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardMetrics {
+    pub shard: usize,
+    pub sessions_accepted: u64,
+    pub sessions_refused_over_limit: u64,
+    pub early_talkers: u64,
+    pub sessions_active: u64,
+    pub messages_accepted: u64,
+    /// Batches written, each one write and one fdatasync (plus one per new segment).
+    pub spool_syncs: u64,
+    pub recipients_delivered: u64,
+    pub recipients_deferred: u64,
+    pub recipients_failed: u64,
+    pub notifications_queued: u64,
+    pub queue_messages: u64,
+    pub spool_segments: u64,
+    pub spool_quarantined_segments: u64,
+    pub spool_full: bool,
 }
 
 /// One queued message as the admin API shows it.
@@ -103,6 +126,7 @@ pub enum AdminReply {
         reason: String,
     },
     Stats(ShardStats),
+    Metrics(ShardMetrics),
 }
 
 /// What a shard asks the control thread. Every request carries its own reply channel.

@@ -215,6 +215,12 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     let deadline = loop {
         match link.commands.recv_async().await {
             Ok(link::ShardCommand::Shutdown { deadline }) => break deadline,
+            Ok(link::ShardCommand::Admin {
+                request: link::AdminRequest::Metrics,
+                reply,
+            }) => {
+                let _ = reply.try_send(link::AdminReply::Metrics(context.metrics(index)));
+            }
             Ok(link::ShardCommand::Admin { request, reply }) => {
                 let answer = context.queue.administer(request).await;
                 // The admin client may have given up waiting; nothing is lost by dropping it.
@@ -418,6 +424,21 @@ impl ShardContext {
         self.queue.next_queue_id()
     }
 
+    /// Counters and gauges for `/metrics`.
+    fn metrics(&self, shard: usize) -> link::ShardMetrics {
+        let queue = self.queue.metrics();
+        link::ShardMetrics {
+            shard,
+            sessions_accepted: self.counters.sessions_accepted.get(),
+            sessions_refused_over_limit: self.counters.sessions_refused.get(),
+            early_talkers: self.counters.early_talkers.get(),
+            sessions_active: self.sessions.get() as u64,
+            messages_accepted: self.counters.messages_accepted.get(),
+            spool_syncs: self.spool.batches_written(),
+            ..queue
+        }
+    }
+
     fn next_session_id(&self) -> u64 {
         // Unique within the shard; the enclosing `shard` span makes it unique in the process.
         let id = self.session_ids.get() + 1;
@@ -430,6 +451,7 @@ impl ShardContext {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub sessions_accepted: Cell<u64>,
+    pub messages_accepted: Cell<u64>,
     pub sessions_refused: Cell<u64>,
     pub early_talkers: Cell<u64>,
 }

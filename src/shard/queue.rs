@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use tracing::{debug, error, info, warn};
 
-use super::link::ControlClient;
+use super::link::{ControlClient, ShardMetrics};
 use super::outbound::{Job, Outbound};
 use super::spool::{Recovered, ShardSpool};
 use crate::config::Config;
@@ -86,6 +86,22 @@ pub(crate) struct Queue {
     spool_free_min_bytes: u64,
     /// Set while the spool is over a limit: sessions answer MAIL and RCPT with 452.
     storage_full: Cell<bool>,
+    /// Recipients by final or deferred outcome, and notifications queued, since start.
+    pub(super) outcomes: OutcomeCounters,
+}
+
+#[derive(Default)]
+pub(super) struct OutcomeCounters {
+    pub delivered: Cell<u64>,
+    pub deferred: Cell<u64>,
+    pub failed: Cell<u64>,
+    pub notifications: Cell<u64>,
+}
+
+impl OutcomeCounters {
+    fn add(counter: &Cell<u64>, count: usize) {
+        counter.set(counter.get() + count as u64);
+    }
 }
 
 impl Queue {
@@ -141,6 +157,7 @@ impl Queue {
                 .map(|total| total / shard_count(config)),
             spool_free_min_bytes: config.server.spool_free_min_bytes,
             storage_full: Cell::new(false),
+            outcomes: OutcomeCounters::default(),
         });
         glommio::spawn_local(Rc::clone(&queue).schedule_loop(woken)).detach();
         glommio::spawn_local(Rc::clone(&queue).reclaim_loop()).detach();
@@ -414,7 +431,8 @@ impl Queue {
             let Some(message) = index.get(queue_id) else {
                 return;
             };
-            let delay_ms = unix_ms(SystemTime::now()).saturating_sub(message.commit.received_at_unix_ms);
+            let received = message.commit.received_at_unix_ms;
+            let delay_ms = unix_ms(SystemTime::now()).saturating_sub(received);
             for outcome in outcomes {
                 let recipient = &message.commit.envelope.rcpt_to[outcome.result.index as usize];
                 info!(
@@ -425,7 +443,10 @@ impl Queue {
                     delay_ms,
                     dsn = %"4.4.7",
                     status = "bounced",
-                    reply = %format!("gave up after the maximum queue time; last error: {}", outcome.result.detail),
+                    reply = %format!(
+                        "gave up after the maximum queue time; last error: {}",
+                        outcome.result.detail
+                    ),
                     "delivery"
                 );
             }
@@ -454,6 +475,12 @@ impl Queue {
         results: &[RecipientResult],
         next_attempt_unix_ms: Option<u64>,
     ) {
+        let counter = match record_type {
+            RecordType::Delivered => &self.outcomes.delivered,
+            RecordType::Deferred => &self.outcomes.deferred,
+            _ => &self.outcomes.failed,
+        };
+        OutcomeCounters::add(counter, results.len());
         let record = OutcomeRecord {
             queue_id: queue_id.to_owned(),
             recipients: results.iter().map(|result| result.index).collect(),
@@ -545,6 +572,22 @@ impl Queue {
         x
     }
 
+    /// The queue's part of the shard's metrics.
+    pub fn metrics(&self) -> ShardMetrics {
+        let state = self.state.borrow();
+        ShardMetrics {
+            recipients_delivered: self.outcomes.delivered.get(),
+            recipients_deferred: self.outcomes.deferred.get(),
+            recipients_failed: self.outcomes.failed.get(),
+            notifications_queued: self.outcomes.notifications.get(),
+            queue_messages: state.index.len() as u64,
+            spool_segments: state.segments.len() as u64,
+            spool_quarantined_segments: state.quarantined_segments as u64,
+            spool_full: self.storage_full.get(),
+            ..ShardMetrics::default()
+        }
+    }
+
     /// Whether new mail must be refused for lack of space (see `check_storage`).
     pub fn storage_full(&self) -> bool {
         self.storage_full.get()
@@ -613,7 +656,12 @@ impl Queue {
                         debug!(generation, segment, "spool segment reclaimed");
                     }
                     Err(error) => {
-                        warn!(generation, segment, %error, "cannot delete a reclaimable spool segment; will retry");
+                        warn!(
+                            generation,
+                            segment,
+                            %error,
+                            "cannot delete a reclaimable spool segment; will retry"
+                        );
                         break;
                     }
                 }

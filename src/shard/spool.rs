@@ -9,8 +9,8 @@
 //!   session says `250` only then.
 //! - Every batch starts on a fresh block and is zero-padded to the block end, so no write ever
 //!   touches a block that holds acknowledged data.
-//! - A new segment file is created, its blocks reserved, and made durable (file and directory synced)
-//!   before any record in it can be acknowledged.
+//! - A new segment file is created, its blocks reserved, and made durable (file and directory
+//!   synced) before any record in it can be acknowledged.
 //! - A failed write or sync fails every commit in that batch (the clients hear `451`/`452` and
 //!   retry) and moves on to a fresh segment: after a failed fsync the page state of the old one
 //!   cannot be trusted.
@@ -629,7 +629,12 @@ fn recover_segment(
                 offset: base as u64 + *offset,
             };
             if let Err(error) = recovered.index.apply(location, *record_type, payload) {
-                warn!(path = %path.display(), offset = location.offset, %error, "undecodable record payload skipped");
+                warn!(
+                    path = %path.display(),
+                    offset = location.offset,
+                    %error,
+                    "undecodable record payload skipped"
+                );
             }
         }
         let crate::spool::ScanEnd::Bad { offset, reason } = scan.end else {
@@ -641,7 +646,12 @@ fn recover_segment(
             // of that batch may have reached the disk out of order, so nothing after the
             // damage is trusted here.
             recovered.torn_tails += 1;
-            info!(path = %path.display(), offset = damaged_at, ?reason, "torn tail after a crash; ignored");
+            info!(
+                path = %path.display(),
+                offset = damaged_at,
+                ?reason,
+                "torn tail after a crash; ignored"
+            );
             return Ok(());
         }
 
