@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Side-by-side relay benchmark: postern and Postfix on the same box, in one run, interleaved.
+
+Each repetition runs every scenario against every relay in turn, so drift on a shared machine
+hits all of them alike. The load comes from Postfix's smtp-source (a tool we did not write);
+the next hop is Postfix's smtp-sink. For each run it records accepted messages/s (until the
+load generator is done), delivered messages/s (until the sink has them all), the relay's CPU
+milliseconds per message, its peak resident memory, and for postern the spool syncs per
+message (from /metrics). The report gives the median and the spread (min-max) per scenario.
+
+Usage (root, Debian packages postfix installed; `just bench` does both):
+    bench/harness.py [--repeat 3] [--messages 20000] [--scenarios a,b,c]
+                     [--relays postern,postfix] [--out bench/results/NAME.json]
+
+Scenarios: a = 4 KiB, 50 sessions, a new connection per message; b = the same with connection
+reuse; c = 100 KiB messages. The DKIM (d, e), STARTTLS (f) and open-loop latency (g) scenarios
+need features that are not built yet and are reported as skipped, with the reason.
+
+Durability as configured here: postern acknowledges after the group commit's fdatasync;
+Postfix fsyncs each queue file before its 250 (its normal setting).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+POSTERN = ROOT / "target" / "release" / "postern"
+POSTFIX_INSTANCE = ROOT / "bench" / "postfix-instance.sh"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SMTP_SINK = "/usr/sbin/smtp-sink"
+
+SCENARIOS = {
+    "a": {"title": "4 KiB, 50 sessions, new connection per message", "size": 4096, "reuse": False},
+    "b": {"title": "4 KiB, 50 sessions, connection reuse", "size": 4096, "reuse": True},
+    "c": {"title": "100 KiB, 50 sessions, new connection per message", "size": 102400, "reuse": False},
+}
+SKIPPED = {
+    "d": "Ed25519 DKIM signing is not built yet (docs/limitations.md, L6)",
+    "e": "RSA-2048 DKIM signing is not built yet (docs/limitations.md, L6)",
+    "f": "STARTTLS is not built yet (docs/limitations.md, L1)",
+    "g": "open-loop latency needs postern-loadgen's --rate mode",
+}
+SESSIONS = 50
+DRAIN_PATIENCE_S = 300
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port, patience_s=20):
+    deadline = time.time() + patience_s
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def cpu_seconds(pids, with_reaped_children=False):
+    """utime + stime of these processes in seconds; with `with_reaped_children`, also the
+    time of the children they have waited for (cutime + cstime)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            if with_reaped_children:
+                total += int(fields[13]) + int(fields[14])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
+def peak_rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Sink:
+    """smtp-sink on a free port, with its running counters in a file."""
+
+    def __init__(self, work):
+        self.port = free_port()
+        self.output = work / f"sink-{self.port}.out"
+        self.process = subprocess.Popen(
+            [SMTP_SINK, "-c", "-u", "nobody", f"127.0.0.1:{self.port}", "1000"],
+            stdout=open(self.output, "w"),
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def messages(self):
+        text = self.output.read_text(errors="replace")
+        tail = text.rsplit("mesg=", 1)
+        return int("".join(c for c in tail[1][:12] if c.isdigit()) or 0) if len(tail) > 1 else 0
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+class Postern:
+    name = "postern"
+    durability = "fdatasync per group commit before 250"
+
+    def __init__(self, work, next_hop_port):
+        self.directory = pathlib.Path(tempfile.mkdtemp(dir=work, prefix="postern-"))
+        self.port = free_port()
+        self.admin = free_port()
+        config = self.directory / "postern.toml"
+        config.write_text(
+            f"""[server]
+hostname = "postern-bench.test"
+spool = "{self.directory}/spool"
+shards = 0
+
+[[listener]]
+address = "127.0.0.1:{self.port}"
+
+[relay]
+allow_networks = ["127.0.0.0/8"]
+
+[[route]]
+domains = ["*"]
+smarthost = "127.0.0.1:{next_hop_port}"
+tls = "none"
+connections_max = 20
+
+[admin]
+address = "127.0.0.1:{self.admin}"
+
+[log]
+level = "warn"
+"""
+        )
+        self.process = subprocess.Popen(
+            [str(POSTERN), "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "postern.log", "w"),
+        )
+        wait_for_port(self.port)
+
+    def pids(self):
+        return [self.process.pid]
+
+    def cpu(self):
+        return cpu_seconds(self.pids())
+
+    def syncs(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            int(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("postern_spool_syncs_total{")
+        )
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class Postfix:
+    name = "postfix"
+    durability = "fsync of each queue file before 250 (Postfix default)"
+
+    def __init__(self, work, next_hop_port):
+        self.directory = pathlib.Path(tempfile.mkdtemp(dir=work, prefix="postfix-"))
+        self.port = free_port()
+        subprocess.run(
+            [str(POSTFIX_INSTANCE), "start", str(self.directory), str(self.port), str(next_hop_port)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def master(self):
+        return int((self.directory / "spool" / "pid" / "master.pid").read_text().split()[0])
+
+    def pids(self):
+        master = self.master()
+        children = subprocess.run(
+            ["pgrep", "-P", str(master)], capture_output=True, text=True
+        ).stdout.split()
+        return [master] + [int(pid) for pid in children]
+
+    def cpu(self):
+        # Postfix runs short-lived children; the master reaps them, so their time shows in
+        # its cutime/cstime, and the living ones are counted directly.
+        master = self.master()
+        return cpu_seconds([master], with_reaped_children=True) + cpu_seconds(self.pids()[1:])
+
+    def syncs(self):
+        return None
+
+    def stop(self):
+        subprocess.run([str(POSTFIX_INSTANCE), "stop", str(self.directory)], check=False)
+        time.sleep(1)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+RELAYS = {"postern": Postern, "postfix": Postfix}
+
+
+def run_once(work, relay_class, scenario, messages):
+    sink = Sink(work)
+    relay = relay_class(work, sink.port)
+    try:
+        time.sleep(0.5)
+        cpu_before = relay.cpu()
+        load = [SMTP_SOURCE, "-m", str(messages), "-s", str(SESSIONS), "-l", str(scenario["size"])]
+        if scenario["reuse"]:
+            load.append("-d")
+        load += ["-f", "bench@source.test", "-t", "rcpt@sink.test", f"127.0.0.1:{relay.port}"]
+        started = time.monotonic()
+        subprocess.run(load, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        accepted_s = time.monotonic() - started
+
+        deadline = time.monotonic() + DRAIN_PATIENCE_S
+        while sink.messages() < messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        delivered = sink.messages()
+        delivered_s = time.monotonic() - started
+        cpu = relay.cpu() - cpu_before
+        syncs = relay.syncs()
+        return {
+            "accepted_per_s": messages / accepted_s,
+            "delivered_per_s": delivered / delivered_s,
+            "delivered": delivered,
+            "relay_cpu_ms_per_message": cpu * 1000 / messages,
+            "relay_peak_rss_kib": peak_rss_kib(relay.pids()),
+            "syncs_per_message": None if syncs is None else syncs / messages,
+        }
+    finally:
+        relay.stop()
+        sink.stop()
+
+
+def summarise(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--scenarios", default="a,b,c,d,e,f,g")
+    parser.add_argument("--relays", default="postern,postfix")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+
+    for tool in (SMTP_SOURCE, SMTP_SINK):
+        if not pathlib.Path(tool).exists():
+            sys.exit(f"{tool} is missing: install the Debian package postfix")
+    if not POSTERN.exists():
+        sys.exit(f"{POSTERN} is missing: run `cargo build --release --bin postern`")
+
+    chosen = args.scenarios.split(",")
+    relays = args.relays.split(",")
+    work = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-", dir="/var/tmp"))
+    runs = {key: {relay: [] for relay in relays} for key in chosen if key in SCENARIOS}
+    try:
+        for repetition in range(args.repeat):
+            for key in runs:
+                for relay in relays:
+                    result = run_once(work, RELAYS[relay], SCENARIOS[key], args.messages)
+                    runs[key][relay].append(result)
+                    print(
+                        f"[{repetition + 1}/{args.repeat}] {key} {relay:8} "
+                        f"accepted {result['accepted_per_s']:7.0f}/s "
+                        f"delivered {result['delivered_per_s']:7.0f}/s "
+                        f"cpu {result['relay_cpu_ms_per_message']:.3f} ms/msg",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    report = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}",
+        "messages": args.messages,
+        "repeat": args.repeat,
+        "load": "smtp-source (Postfix 3.7), 50 sessions; next hop smtp-sink",
+        "durability": {relay: RELAYS[relay].durability for relay in relays},
+        "scenarios": {},
+        "skipped": {key: SKIPPED[key] for key in chosen if key in SKIPPED},
+    }
+    for key, by_relay in runs.items():
+        report["scenarios"][key] = {"title": SCENARIOS[key]["title"]}
+        for relay, results in by_relay.items():
+            report["scenarios"][key][relay] = {
+                metric: summarise([r[metric] for r in results])
+                for metric in results[0]
+                if metric != "delivered"
+            }
+    text = json.dumps(report, indent=2)
+    if args.out:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
