@@ -191,6 +191,7 @@ class Postfix:
 
     def __init__(self, work, next_hop_port):
         self.directory = pathlib.Path(tempfile.mkdtemp(dir=work, prefix="postfix-"))
+        self.directory.chmod(0o755)
         self.port = free_port()
         subprocess.run(
             [str(POSTFIX_INSTANCE), "start", str(self.directory), str(self.port), str(next_hop_port)],
@@ -285,6 +286,7 @@ def main():
     chosen = args.scenarios.split(",")
     relays = args.relays.split(",")
     work = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-", dir="/var/tmp"))
+    work.chmod(0o755)  # Postfix's own user must reach its instance below it.
     runs = {key: {relay: [] for relay in relays} for key in chosen if key in SCENARIOS}
     try:
         for repetition in range(args.repeat):

@@ -29,6 +29,53 @@ use crate::time::rfc5322_date;
 /// larger buffer saves few syscalls and costs memory on every idle session.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// The read buffer most sessions would otherwise allocate and zero afresh: sessions take one
+/// from the shard's free list and give it back when they end. The list is bounded, so a burst
+/// of sessions never leaves more buffers behind than `READ_BUFFERS_KEPT`.
+struct ReadBuffer {
+    bytes: Vec<u8>,
+    context: Rc<ShardContext>,
+}
+
+/// Free read buffers a shard keeps for the next sessions (64 KiB each).
+const READ_BUFFERS_KEPT: usize = 64;
+
+impl ReadBuffer {
+    fn take(context: &Rc<ShardContext>) -> ReadBuffer {
+        let bytes = context
+            .read_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0u8; READ_BUFFER_BYTES]);
+        ReadBuffer {
+            bytes,
+            context: Rc::clone(context),
+        }
+    }
+}
+
+impl std::ops::Deref for ReadBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::ops::DerefMut for ReadBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        let mut free = self.context.read_buffers.borrow_mut();
+        if free.len() < READ_BUFFERS_KEPT {
+            free.push(std::mem::take(&mut self.bytes));
+        }
+    }
+}
+
 /// How the session ended, for the shard's counters and the debug log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -116,7 +163,7 @@ impl Driver {
             return Ending::IoError;
         }
 
-        let mut input = vec![0u8; READ_BUFFER_BYTES];
+        let mut input = ReadBuffer::take(&self.context);
         let mut body = Vec::new();
         loop {
             let length = match self.read(stream, &mut input).await {

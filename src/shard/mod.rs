@@ -366,6 +366,8 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
+    /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
+    pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
     pub counters: Counters,
     pub sessions: Cell<usize>,
     session_ids: Cell<u64>,
@@ -399,6 +401,7 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
+            read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
