@@ -169,7 +169,16 @@ impl State {
 pub struct ShardSpool {
     state: Rc<RefCell<State>>,
     kick: Rc<LocalSender<()>>,
+    /// Segment files recently opened for reading message bodies back, most recent last; kept
+    /// open because deliveries read the same few segments over and over.
+    readers: Rc<RefCell<SegmentReaders>>,
 }
+
+/// Open read handles by `(generation, segment)`, least recently used first.
+type SegmentReaders = Vec<((u64, u64), Rc<DmaFile>)>;
+
+/// Segment files a shard keeps open for reading bodies back.
+const READERS_KEPT: usize = 4;
 
 impl ShardSpool {
     /// Starts a new generation directory under `shard_directory` and its committer task.
@@ -206,6 +215,7 @@ impl ShardSpool {
         Ok(ShardSpool {
             state,
             kick: Rc::new(kick),
+            readers: Rc::new(RefCell::new(Vec::new())),
         })
     }
 
@@ -267,24 +277,10 @@ impl ShardSpool {
     /// Reads a large message's BODY records back, checking each record's CRC, and returns the
     /// chunks joined. The records are durable: their COMMIT was acknowledged after them.
     pub async fn read_extents(&self, extents: &[Extent]) -> io::Result<Vec<u8>> {
-        let shard_directory = self.shard_directory();
         let total: usize = extents.iter().map(|extent| extent.length as usize).sum();
         let mut content = Vec::with_capacity(total);
-        let mut open: Option<((u64, u64), DmaFile)> = None;
-
         for extent in extents {
-            let key = (extent.generation, extent.segment);
-            if open.as_ref().map(|(open_key, _)| *open_key) != Some(key) {
-                if let Some((_, file)) = open.take() {
-                    let _ = file.close().await;
-                }
-                let path = segment_path(&shard_directory, extent.generation, extent.segment);
-                let file = DmaFile::open(&path).await.map_err(io::Error::from)?;
-                open = Some((key, file));
-            }
-            let Some((_, file)) = open.as_ref() else {
-                unreachable!("a segment file was opened above");
-            };
+            let file = self.reader(extent.generation, extent.segment).await?;
             let length = RECORD_HEADER_BYTES + extent.length as usize;
             let read = file
                 .read_at(extent.offset, length)
@@ -299,16 +295,39 @@ impl ShardSpool {
             let body = BodyRecord::decode(payload).map_err(io::Error::other)?;
             content.extend_from_slice(body.chunk);
         }
-        if let Some((_, file)) = open {
-            let _ = file.close().await;
-        }
         Ok(content)
+    }
+
+    /// An open read handle on a segment, from the small cache or newly opened.
+    async fn reader(&self, generation: u64, segment: u64) -> io::Result<Rc<DmaFile>> {
+        let key = (generation, segment);
+        {
+            let mut readers = self.readers.borrow_mut();
+            if let Some(position) = readers.iter().position(|(open, _)| *open == key) {
+                let entry = readers.remove(position);
+                let file = Rc::clone(&entry.1);
+                readers.push(entry);
+                return Ok(file);
+            }
+        }
+        let path = segment_path(&self.shard_directory(), generation, segment);
+        let file = Rc::new(DmaFile::open(&path).await.map_err(io::Error::from)?);
+        let mut readers = self.readers.borrow_mut();
+        if readers.len() >= READERS_KEPT {
+            // Dropping the last Rc closes the descriptor; a read still using it holds its own.
+            readers.remove(0);
+        }
+        readers.push((key, Rc::clone(&file)));
+        Ok(file)
     }
 
     /// Deletes a segment file no live message needs any more, and syncs its directory so the
     /// deletion is ordered before later ones.
     pub async fn remove_segment(&self, generation: u64, segment: u64) -> io::Result<()> {
         debug_assert!((generation, segment) < self.write_position());
+        self.readers
+            .borrow_mut()
+            .retain(|(key, _)| *key != (generation, segment));
         let directory = self
             .shard_directory()
             .join(generation_directory_name(generation));
