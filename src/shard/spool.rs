@@ -1,4 +1,5 @@
-//! The shard's spool I/O: segment files, group commit, and the recovery read at start-up.
+//! The shard's spool I/O: segment files, group commit, and reading bodies back; recovery at
+//! start-up lives in `recovery`.
 //!
 //! The record format, the scanner and the queue index are pure code in `crate::spool`; this file
 //! puts records on disk with glommio's DMA files. Guarantees:
@@ -29,13 +30,17 @@ use std::sync::Arc;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{Directory, DmaFile, OpenOptions};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error};
 
 use crate::spool::{
     decode_record, encode_record, open_payload, BodyRecord, CommitRecord, Extent, KeyRing,
-    RecordLocation, RecordType, Scanned, SegmentCipher, SegmentKeyRecord, SpoolKey, BLOCK_BYTES,
+    RecordLocation, RecordType, SegmentCipher, SegmentKeyRecord, SpoolKey, BLOCK_BYTES,
     PLAIN_PAYLOAD_MAX_BYTES, RECORD_HEADER_BYTES, SALT_BYTES, SEAL_TAG_BYTES,
 };
+
+mod recovery;
+
+pub use recovery::{recover, MissingSpoolKey, Recovered};
 
 /// Longest time a record nobody waits for (a BODY, an outcome) stays in memory before it is
 /// written, when no COMMIT comes along to carry it. It never delays a `250`; it bounds how
@@ -83,22 +88,6 @@ impl SpoolFailure {
             no_space,
             message: format!("{context}: {error}"),
         }
-    }
-}
-
-/// A segment names a key that is not in the key directory: nothing in it can be read, and
-/// starting without it would lose its messages. Carried inside an `io::Error` from `recover`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("spool segment {} is sealed with key `{key_id}`, which is not in the key directory", .path.display())]
-pub struct MissingSpoolKey {
-    pub key_id: String,
-    pub path: PathBuf,
-}
-
-impl MissingSpoolKey {
-    /// The `MissingSpoolKey` inside an error from `recover`, if that is what it is.
-    pub fn within(error: &io::Error) -> Option<&MissingSpoolKey> {
-        error.get_ref()?.downcast_ref::<MissingSpoolKey>()
     }
 }
 
@@ -678,260 +667,4 @@ async fn sync_directory(directory: &Path) -> io::Result<()> {
     let handle = Directory::open(directory).await.map_err(io::Error::from)?;
     handle.sync().await.map_err(io::Error::from)?;
     handle.close().await.map_err(io::Error::from)
-}
-
-/// What recovery found in one shard's spool directory.
-pub struct Recovered {
-    pub index: crate::spool::QueueIndex,
-    pub next_generation: u64,
-    pub segments: usize,
-    /// Every segment file found, as `(generation, segment)`, in log order.
-    pub segment_files: Vec<(u64, u64)>,
-    pub bytes: u64,
-    pub torn_tails: usize,
-    pub quarantined: usize,
-    /// Sealed segments with a damaged record, as `(generation, segment)`. They are never
-    /// reclaimed automatically: records after the damage may belong to messages that can no
-    /// longer be read, and an operator must decide.
-    pub quarantined_segments: Vec<(u64, u64)>,
-    /// The key of every encrypted segment found, for reading message bodies back later.
-    pub segment_ciphers: Vec<((u64, u64), SegmentCipher)>,
-}
-
-/// Scans every generation of one shard, in order, and rebuilds the queue index, opening sealed
-/// records with the keys in `keys`. Runs once at start-up, before the shard serves, so plain
-/// blocking reads are acceptable here. A segment sealed with a key `keys` lacks fails the whole
-/// recovery with a `MissingSpoolKey` inside the error.
-pub fn recover(shard_directory: &Path, keys: &KeyRing) -> io::Result<Recovered> {
-    let mut recovered = Recovered {
-        index: crate::spool::QueueIndex::new(),
-        next_generation: 1,
-        segments: 0,
-        segment_files: Vec::new(),
-        bytes: 0,
-        torn_tails: 0,
-        quarantined: 0,
-        quarantined_segments: Vec::new(),
-        segment_ciphers: Vec::new(),
-    };
-    for (generation, directory) in numbered_entries(shard_directory, "gen-", "")? {
-        recovered.next_generation = recovered.next_generation.max(generation + 1);
-        let segments = numbered_entries(&directory, "seg-", ".log")?;
-        let newest = segments.last().map(|(number, _)| *number);
-        for (segment, path) in &segments {
-            let place = SegmentPlace {
-                generation,
-                segment: *segment,
-                path,
-                newest_in_generation: Some(*segment) == newest,
-            };
-            recover_segment(&mut recovered, keys, &place)?;
-        }
-    }
-    Ok(recovered)
-}
-
-/// Which segment recovery is reading.
-struct SegmentPlace<'p> {
-    generation: u64,
-    segment: u64,
-    path: &'p Path,
-    newest_in_generation: bool,
-}
-
-fn recover_segment(
-    recovered: &mut Recovered,
-    keys: &KeyRing,
-    place: &SegmentPlace<'_>,
-) -> io::Result<()> {
-    let (generation, segment, path) = (place.generation, place.segment, place.path);
-    let bytes = std::fs::read(path)?;
-    recovered.segments += 1;
-    recovered.segment_files.push((generation, segment));
-    recovered.bytes += bytes.len() as u64;
-    let cipher = segment_cipher(recovered, keys, place, &bytes)?;
-    let mut scratch = Vec::new();
-
-    // Every batch starts on a block boundary, so after a damaged record in a sealed segment the
-    // scan resumes at the next block that starts with a valid record: one bad block costs its
-    // own records, not the rest of the segment.
-    let mut base = 0usize;
-    loop {
-        let scan = crate::spool::scan_segment(&bytes[base..]);
-        for record in &scan.records {
-            let mut record = record.clone();
-            let Scanned::Record {
-                record_type,
-                offset,
-                ..
-            } = &mut record;
-            *offset += base as u64;
-            let (record_type, offset) = (*record_type, *offset);
-            if record_type == RecordType::SegmentKey {
-                if offset != 0 {
-                    quarantine(
-                        recovered,
-                        place,
-                        offset,
-                        &"SEGMENT_KEY record inside a segment",
-                    );
-                }
-                continue;
-            }
-            let payload = match open_payload(cipher.as_ref(), &record, &mut scratch) {
-                Ok(payload) => payload,
-                Err(error) => {
-                    // The frame is intact (its CRC matched), so the records after it are still
-                    // where their headers say: only this one is lost.
-                    quarantine(recovered, place, offset, &error);
-                    continue;
-                }
-            };
-            let location = RecordLocation {
-                generation,
-                segment,
-                offset,
-            };
-            if let Err(error) = recovered.index.apply(location, record_type, payload) {
-                warn!(path = %path.display(), offset = location.offset, %error, "undecodable record payload skipped");
-            }
-        }
-        let crate::spool::ScanEnd::Bad { offset, reason } = scan.end else {
-            break;
-        };
-        let damaged_at = base + offset as usize;
-        if place.newest_in_generation {
-            // A crash during the last batch: nothing at or after it was acknowledged. Blocks
-            // of that batch may have reached the disk out of order, so nothing after the
-            // damage is trusted here.
-            recovered.torn_tails += 1;
-            info!(path = %path.display(), offset = damaged_at, ?reason, "torn tail after a crash; ignored");
-            break;
-        }
-
-        // A sealed segment ended cleanly when it was written: this is damage on the medium.
-        let resume = next_valid_block(&bytes, damaged_at);
-        mark_quarantined(recovered, generation, segment);
-        error!(
-            path = %path.display(),
-            offset = damaged_at,
-            resumed_at = resume,
-            ?reason,
-            "damaged spool record: the messages it held may be lost; the segment and every \
-             later one of this shard are kept for inspection (see docs/spool.md)"
-        );
-        match resume {
-            Some(next) => base = next,
-            None => break,
-        }
-    }
-    if let Some(cipher) = cipher {
-        recovered
-            .segment_ciphers
-            .push(((generation, segment), cipher));
-    }
-    Ok(())
-}
-
-/// The key of a segment that starts with a SEGMENT_KEY record, `None` for a plaintext one.
-/// A key id missing from `keys` is an error (`MissingSpoolKey`); a SEGMENT_KEY record that does
-/// not decode quarantines the segment, whose sealed records then cannot be opened.
-fn segment_cipher(
-    recovered: &mut Recovered,
-    keys: &KeyRing,
-    place: &SegmentPlace<'_>,
-    bytes: &[u8],
-) -> io::Result<Option<SegmentCipher>> {
-    let Ok(Scanned::Record {
-        record_type: RecordType::SegmentKey,
-        payload,
-        sealed: false,
-        ..
-    }) = decode_record(bytes, 0)
-    else {
-        return Ok(None);
-    };
-    let record = match SegmentKeyRecord::decode(payload) {
-        Ok(record) => record,
-        Err(error) => {
-            quarantine(recovered, place, 0, &error);
-            return Ok(None);
-        }
-    };
-    let Some(key) = keys.get(&record.key_id) else {
-        return Err(io::Error::other(MissingSpoolKey {
-            key_id: record.key_id,
-            path: place.path.to_path_buf(),
-        }));
-    };
-    Ok(Some(SegmentCipher::derive(
-        key,
-        &record.salt,
-        place.generation,
-        place.segment,
-    )))
-}
-
-/// Logs a record that is intact as a frame but cannot be trusted (it fails authentication, or
-/// breaks the encryption rules of its segment), and quarantines its segment.
-fn quarantine(
-    recovered: &mut Recovered,
-    place: &SegmentPlace<'_>,
-    offset: u64,
-    reason: &dyn std::fmt::Display,
-) {
-    mark_quarantined(recovered, place.generation, place.segment);
-    error!(
-        path = %place.path.display(),
-        offset,
-        %reason,
-        "damaged spool record: it cannot be trusted and was skipped; the messages it held may \
-         be lost; the segment is kept for inspection (see docs/spool.md)"
-    );
-}
-
-fn mark_quarantined(recovered: &mut Recovered, generation: u64, segment: u64) {
-    if !recovered
-        .quarantined_segments
-        .contains(&(generation, segment))
-    {
-        recovered.quarantined += 1;
-        recovered.quarantined_segments.push((generation, segment));
-    }
-}
-
-/// The first block boundary after `damaged_at` where a record with a valid checksum starts.
-fn next_valid_block(bytes: &[u8], damaged_at: usize) -> Option<usize> {
-    let first = (damaged_at / BLOCK_BYTES + 1) * BLOCK_BYTES;
-    (first..bytes.len())
-        .step_by(BLOCK_BYTES)
-        .find(|&start| decode_record(&bytes[start..], start as u64).is_ok())
-}
-
-/// Entries of `directory` named `<prefix><number><suffix>`, sorted by number.
-fn numbered_entries(
-    directory: &Path,
-    prefix: &str,
-    suffix: &str,
-) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    let entries = match std::fs::read_dir(directory) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let number = name
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(suffix))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(number) = number {
-            found.push((number, entry.path()));
-        }
-    }
-    found.sort_unstable_by_key(|(number, _)| *number);
-    Ok(found)
 }
