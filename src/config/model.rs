@@ -289,7 +289,7 @@ impl Config {
             format_size(server.spool_segment_bytes),
             server.spool_key_directory.as_ref().map_or_else(
                 || "none".to_owned(),
-                |d| { format!("{}({} keys)", d.display(), server.spool_keys.len()) }
+                |directory| format!("{}({} keys)", directory.display(), server.spool_keys.len())
             ),
             server
                 .spool_keys
