@@ -24,6 +24,9 @@ pub enum ExitReason {
     AddressNotAvailable = 13,
     /// The spool directory cannot be created, written or synced.
     SpoolNotWritable = 14,
+    /// A spool segment is sealed with a key that is not in the key directory
+    /// (`server.spool_keys`), so its messages cannot be read.
+    SpoolKeyMissing = 15,
     /// An admin command found no such message (or nothing to act on).
     NotFound = 3,
     /// An admin command could not reach the running relay's admin API (sysexits.h

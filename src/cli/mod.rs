@@ -6,6 +6,7 @@
 
 mod queue;
 mod spool_export;
+mod spool_keygen;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +92,18 @@ enum SpoolCommand {
         /// Where to write the files (created if missing).
         #[arg(long)]
         output: PathBuf,
+        /// The spool key directory (`server.spool_keys`), needed when the spool is encrypted.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Write a new encryption-at-rest key, `<id>.key`, mode 0600, into the key directory.
+    Keygen {
+        /// The key directory (`server.spool_keys`); created with mode 0700 if missing.
+        #[arg(long)]
+        directory: PathBuf,
+        /// The key id (the file name without `.key`); default: the current UTC time.
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -107,9 +120,19 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => load(config.as_deref()).map(|config| {
             println!("{}: configuration is valid", config.source);
         }),
-        Command::Spool(SpoolCommand::Export { spool, output }) => {
-            spool_export::export(&spool, &output).map(|count| {
-                println!("{count} message(s) exported to {}", output.display());
+        Command::Spool(SpoolCommand::Export {
+            spool,
+            output,
+            keys,
+        }) => spool_export::export(&spool, &output, keys.as_deref()).map(|count| {
+            println!("{count} message(s) exported to {}", output.display());
+        }),
+        Command::Spool(SpoolCommand::Keygen { directory, id }) => {
+            spool_keygen::keygen(&directory, id.as_deref()).map(|path| {
+                println!(
+                    "wrote {}; set server.spool_key to its id to seal new segments with it",
+                    path.display()
+                );
             })
         }
         Command::Queue {

@@ -5,22 +5,31 @@
 //! delivered, with their DSN parameters in xtext), then `DATA`, then the message exactly as it
 //! will be relayed, starting with postern's `Received:` header. That is readable, greppable, and
 //! replayable with any SMTP client. It reads the spool the way recovery does and never writes to
-//! it, so it is safe on a copy, a stopped relay's spool, or (as a snapshot) a running one.
+//! it, so it is safe on a copy, a stopped relay's spool, or (as a snapshot) a running one. An
+//! encrypted spool needs its key directory (`--keys`); the output files are plaintext.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::config::spool_keys::load_key_directory;
 use crate::fatal::{ExitReason, Fatal};
-use crate::shard::spool::{recover, segment_file_name};
+use crate::shard::spool::{recover, segment_file_name, MissingSpoolKey};
 use crate::smtp::{BodyType, Envelope};
 use crate::spool::{
-    decode_record, BodyLocation, BodyRecord, Extent, QueuedMessage, Scanned, RECORD_HEADER_BYTES,
+    decode_record, open_payload, BodyLocation, BodyRecord, Extent, KeyRing, QueuedMessage,
+    SegmentCipher, RECORD_HEADER_BYTES, SEAL_TAG_BYTES,
 };
 
-/// Exports every queued message of every shard under `spool` into `output`. Returns the count.
-pub fn export(spool: &Path, output: &Path) -> Result<usize, Fatal> {
+/// Exports every queued message of every shard under `spool` into `output`, opening sealed
+/// segments with the keys in `keys`. Returns the count.
+pub fn export(spool: &Path, output: &Path, keys: Option<&Path>) -> Result<usize, Fatal> {
+    let ring = match keys {
+        Some(directory) => load_ring(directory)?,
+        None => KeyRing::default(),
+    };
     let failure = |what: &str, path: &Path, error: io::Error| {
         Fatal::new(
             ExitReason::SpoolNotWritable,
@@ -32,10 +41,23 @@ pub fn export(spool: &Path, output: &Path) -> Result<usize, Fatal> {
 
     let mut exported = 0;
     for shard_directory in shard_directories(spool).map_err(|e| failure("cannot read", spool, e))? {
-        let recovered = recover(&shard_directory)
-            .map_err(|e| failure("cannot recover", &shard_directory, e))?;
+        let recovered = recover(&shard_directory, &ring).map_err(|error| {
+            match MissingSpoolKey::within(&error) {
+                Some(missing) => Fatal::new(
+                    ExitReason::SpoolKeyMissing,
+                    missing.to_string(),
+                    format!(
+                        "pass the key directory holding `{}.key` with --keys",
+                        missing.key_id
+                    ),
+                ),
+                None => failure("cannot recover", &shard_directory, error),
+            }
+        })?;
+        let ciphers: HashMap<(u64, u64), SegmentCipher> =
+            recovered.segment_ciphers.iter().cloned().collect();
         for message in recovered.index.iter() {
-            let bytes = render(&shard_directory, message)
+            let bytes = render(&shard_directory, &ciphers, message)
                 .map_err(|e| failure("cannot read a message body in", &shard_directory, e))?;
             let path = output.join(format!("{}.msg", message.commit.queue_id));
             fs::write(&path, bytes).map_err(|error| failure("cannot write", &path, error))?;
@@ -43,6 +65,21 @@ pub fn export(spool: &Path, output: &Path) -> Result<usize, Fatal> {
         }
     }
     Ok(exported)
+}
+
+fn load_ring(directory: &Path) -> Result<KeyRing, Fatal> {
+    let keys = load_key_directory(directory).map_err(|problems| {
+        let causes: Vec<String> = problems
+            .iter()
+            .map(|(path, reason)| format!("{}: {reason}", path.display()))
+            .collect();
+        Fatal::new(
+            ExitReason::ConfigInvalid,
+            causes.join("; "),
+            "pass the directory of `server.spool_keys` and fix the files named",
+        )
+    })?;
+    KeyRing::new(keys, None).map_err(Fatal::internal)
 }
 
 fn shard_directories(spool: &Path) -> io::Result<Vec<PathBuf>> {
@@ -55,7 +92,11 @@ fn shard_directories(spool: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn render(shard_directory: &Path, message: &QueuedMessage) -> io::Result<Vec<u8>> {
+fn render(
+    shard_directory: &Path,
+    ciphers: &HashMap<(u64, u64), SegmentCipher>,
+    message: &QueuedMessage,
+) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let pending: Vec<usize> = message
         .pending
@@ -70,25 +111,35 @@ fn render(shard_directory: &Path, message: &QueuedMessage) -> io::Result<Vec<u8>
                 let path = shard_directory
                     .join(format!("gen-{:08}", extent.generation))
                     .join(segment_file_name(extent.segment));
-                out.extend_from_slice(&read_body_chunk(&path, extent)?);
+                let cipher = ciphers.get(&(extent.generation, extent.segment));
+                out.extend_from_slice(&read_body_chunk(&path, cipher, extent)?);
             }
         }
     }
     Ok(out)
 }
 
-/// Reads the BODY record an extent points at, checks its CRC, and returns its chunk.
-fn read_body_chunk(segment: &Path, extent: &Extent) -> io::Result<Vec<u8>> {
+/// Reads the BODY record an extent points at, checks its CRC, opens it if its segment is
+/// sealed (`cipher`), and returns its chunk.
+fn read_body_chunk(
+    segment: &Path,
+    cipher: Option<&SegmentCipher>,
+    extent: &Extent,
+) -> io::Result<Vec<u8>> {
     let file = fs::File::open(segment)?;
-    let mut record = vec![0u8; RECORD_HEADER_BYTES + extent.length as usize];
+    let tag = if cipher.is_some() { SEAL_TAG_BYTES } else { 0 };
+    let mut record = vec![0u8; RECORD_HEADER_BYTES + extent.length as usize + tag];
     file.read_exact_at(&mut record, extent.offset)?;
-    let Ok(Scanned::Record { payload, .. }) = decode_record(&record, extent.offset) else {
-        return Err(io::Error::other(format!(
-            "the body record at offset {} of {} is damaged",
+    let damaged = |reason: &dyn std::fmt::Display| {
+        io::Error::other(format!(
+            "the body record at offset {} of {} is damaged: {reason}",
             extent.offset,
             segment.display()
-        )));
+        ))
     };
+    let scanned = decode_record(&record, extent.offset).map_err(|bad| damaged(&bad))?;
+    let mut scratch = Vec::new();
+    let payload = open_payload(cipher, &scanned, &mut scratch).map_err(|error| damaged(&error))?;
     let body = BodyRecord::decode(payload).map_err(io::Error::other)?;
     Ok(body.chunk.to_vec())
 }

@@ -15,6 +15,7 @@ mod error;
 mod model;
 mod names;
 mod sections;
+pub mod spool_keys;
 pub mod units;
 mod walk;
 
@@ -740,6 +741,41 @@ mod tests {
     }
 
     #[test]
+    fn spool_keys_are_loaded_and_every_problem_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let keys = tempfile::tempdir().unwrap();
+        let write = |name: &str, bytes: &[u8]| {
+            let path = keys.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        write("2026-01.key", &[1; 32]);
+        write("2026-02.key", "ff".repeat(32).as_bytes());
+        let good = format!(
+            "[server]\nspool_keys = \"{}\"\nspool_key = \"2026-02\"\n\n[[listener]]\naddress = \"127.0.0.1:25\"\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n",
+            keys.path().display()
+        );
+        let config = parse_test(&good).unwrap();
+        assert_eq!(
+            config
+                .server
+                .spool_keys
+                .active()
+                .map(crate::spool::SpoolKey::id),
+            Some("2026-02")
+        );
+        assert_eq!(config.server.spool_keys.len(), 2);
+        assert!(config.describe().contains("spool_key=2026-02"));
+
+        write("broken.key", b"short");
+        let bad = good.replace("2026-02\"", "bad/id\"");
+        assert_eq!(error_keys(&bad), ["server.spool_key", "server.spool_keys"]);
+        let unset = "[server]\nspool_key = \"a\"\n\n[[listener]]\naddress = \"127.0.0.1:25\"\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n";
+        assert_eq!(error_keys(unset), ["server.spool_key"]);
+    }
+
+    #[test]
     fn describe_shows_the_effective_values() {
         let config = parse_test(DEFAULT_TOML).unwrap();
 
@@ -747,7 +783,7 @@ mod tests {
             config.describe(),
             "source=test.toml server{hostname=relay.test spool=./postern-spool shards=auto \
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
-             spool_free_min=256MiB spool_segment_size=64MiB} \
+             spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
              listener[0]{address=127.0.0.1:2525 tls=none auth=none backlog=4096} \
              relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \

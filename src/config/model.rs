@@ -51,6 +51,11 @@ pub struct ServerConfig {
     pub spool_free_min_bytes: u64,
     /// Size of each spool segment file (the unit of preallocation and of reclaim).
     pub spool_segment_bytes: u64,
+    /// `spool_keys`: the directory of `<key id>.key` files, if encryption at rest is set up.
+    pub spool_key_directory: Option<PathBuf>,
+    /// Every key found there, already read and checked; its active key (`spool_key`) seals new
+    /// segments. Empty when `spool_keys` is unset: encryption off.
+    pub spool_keys: std::sync::Arc<crate::spool::KeyRing>,
 }
 
 /// One `[[listener]]`.
@@ -270,7 +275,8 @@ impl Config {
         write!(
             out,
             "source={} server{{hostname={} spool={} shards={shards} sessions_per_shard_max={} \
-             shutdown_timeout={} spool_size_max={} spool_free_min={} spool_segment_size={}}}",
+             shutdown_timeout={} spool_size_max={} spool_free_min={} spool_segment_size={} \
+             spool_keys={} spool_key={}}}",
             self.source,
             server.hostname,
             server.spool.display(),
@@ -281,6 +287,14 @@ impl Config {
                 .map_or_else(|| "none".to_owned(), format_size),
             format_size(server.spool_free_min_bytes),
             format_size(server.spool_segment_bytes),
+            server.spool_key_directory.as_ref().map_or_else(
+                || "none".to_owned(),
+                |directory| format!("{}({} keys)", directory.display(), server.spool_keys.len())
+            ),
+            server
+                .spool_keys
+                .active()
+                .map_or("none", crate::spool::SpoolKey::id),
         )?;
 
         for (index, listener) in self.listeners.iter().enumerate() {

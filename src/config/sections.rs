@@ -36,6 +36,8 @@ const SERVER_KEYS: &[&str] = &[
     "spool_size_max",
     "spool_free_min",
     "spool_segment_size",
+    "spool_keys",
+    "spool_key",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "backlog"];
 const TLS_KEYS: &[&str] = &["certificate", "private_key"];
@@ -129,6 +131,22 @@ pub(crate) fn server(
         Some(value) => checked(names::hostname)(errors, &fields.key("hostname"), value),
         None => default_hostname(errors, &fields.key("hostname"), system_hostname),
     };
+    let spool_key_directory = fields
+        .get("spool_keys")
+        .and_then(|value| path(errors, &fields.key("spool_keys"), value));
+    let spool_key = fields.get("spool_key").and_then(|value| {
+        checked(|text| crate::spool::check_key_id(text).map(|()| text.to_owned()))(
+            errors,
+            &fields.key("spool_key"),
+            value,
+        )
+    });
+    let spool_keys = super::spool_keys::key_ring(
+        spool_key_directory.as_deref(),
+        spool_key.as_deref(),
+        (&fields.key("spool_keys"), &fields.key("spool_key")),
+        &mut |key, reason| errors.push(key, reason),
+    );
     ServerConfig {
         hostname: hostname.unwrap_or_default(),
         spool: fields.optional(errors, "spool", "./postern-spool".into(), path),
@@ -164,6 +182,8 @@ pub(crate) fn server(
             64 << 20,
             size_in(SEGMENT_SIZE_FLOOR_BYTES, SEGMENT_SIZE_CEILING_BYTES),
         ),
+        spool_key_directory,
+        spool_keys: std::sync::Arc::new(spool_keys),
     }
 }
 

@@ -165,6 +165,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     let directory = shard_directory(&config.server.spool, index);
     let settings = SpoolSettings {
         segment_bytes: config.server.spool_segment_bytes,
+        keys: Arc::clone(&config.server.spool_keys),
         ..SpoolSettings::default()
     };
     let (spool, recovered) = match open_spool(&directory, settings).await {
@@ -278,7 +279,7 @@ async fn open_spool(
     settings: SpoolSettings,
 ) -> io::Result<(ShardSpool, spool::Recovered)> {
     let started = Instant::now();
-    let recovered = spool::recover(directory)?;
+    let mut recovered = spool::recover(directory, &settings.keys)?;
     info!(
         messages = recovered.index.len(),
         segments = recovered.segments,
@@ -288,11 +289,23 @@ async fn open_spool(
         elapsed = ?started.elapsed(),
         "spool recovered"
     );
-    let spool = ShardSpool::start(directory, recovered.next_generation, settings).await?;
+    let ciphers = std::mem::take(&mut recovered.segment_ciphers);
+    let spool = ShardSpool::start(directory, recovered.next_generation, settings, ciphers).await?;
     Ok((spool, recovered))
 }
 
 fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
+    if let Some(missing) = spool::MissingSpoolKey::within(error) {
+        return Fatal::new(
+            ExitReason::SpoolKeyMissing,
+            missing.to_string(),
+            format!(
+                "put the key file `{}.key` back into the `server.spool_keys` directory; it must \
+                 stay there until no segment names it (see docs/spool.md, key rotation)",
+                missing.key_id
+            ),
+        );
+    }
     Fatal::new(
         ExitReason::SpoolNotWritable,
         format!("cannot open the spool {}: {error}", spool.display()),

@@ -1,4 +1,5 @@
-//! The shard's spool I/O: segment files, group commit, and the recovery read at start-up.
+//! The shard's spool I/O: segment files, group commit, and reading bodies back; recovery at
+//! start-up lives in `recovery`.
 //!
 //! The record format, the scanner and the queue index are pure code in `crate::spool`; this file
 //! puts records on disk with glommio's DMA files. Guarantees:
@@ -11,37 +12,52 @@
 //!   touches a block that holds acknowledged data.
 //! - A new segment file is created, its blocks reserved, and made durable (file and directory
 //!   synced) before any record in it can be acknowledged.
+//! - With a spool key active, every segment of the generation starts with a SEGMENT_KEY record
+//!   naming the key, and every later record in it is sealed (`crate::spool::SegmentCipher`),
+//!   in place in the batch buffer; the key record is part of the segment's first batch, so it
+//!   is durable before anything in the segment is acknowledged. Readers (recovery, body reads)
+//!   open each payload with the key its own segment names.
 //! - A failed write or sync fails every commit in that batch (the clients hear `451`/`452` and
 //!   retry) and moves on to a fresh segment: after a failed fsync the page state of the old one
 //!   cannot be trusted.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{Directory, DmaFile, OpenOptions};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error};
 
 use crate::spool::{
-    decode_record, encode_record, BodyRecord, CommitRecord, Extent, RecordLocation, RecordType,
-    Scanned, BLOCK_BYTES, RECORD_HEADER_BYTES, RECORD_PAYLOAD_MAX_BYTES,
+    decode_record, encode_record, open_payload, BodyRecord, CommitRecord, Extent, KeyRing,
+    RecordLocation, RecordType, SegmentCipher, SegmentKeyRecord, SpoolKey, BLOCK_BYTES,
+    PLAIN_PAYLOAD_MAX_BYTES, RECORD_HEADER_BYTES, SALT_BYTES, SEAL_TAG_BYTES,
 };
+
+mod recovery;
+
+pub use recovery::{recover, MissingSpoolKey, Recovered};
 
 /// Longest time a record nobody waits for (a BODY, an outcome) stays in memory before it is
 /// written, when no COMMIT comes along to carry it. It never delays a `250`; it bounds how
 /// much delivery history a crash can cost (those recipients are simply tried again).
 pub const LAZY_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Sizes that shape the spool's I/O.
-#[derive(Debug, Clone, Copy)]
+/// Sizes that shape the spool's I/O, and its keys.
+#[derive(Debug, Clone)]
 pub struct SpoolSettings {
     /// Size of each segment file; records never span segments.
     pub segment_bytes: u64,
     /// Appended records may wait for the committer up to this many bytes; beyond it, sessions
     /// streaming bodies wait, so memory stays bounded when the disk is the bottleneck.
     pub pending_max_bytes: usize,
+    /// Keys for encryption at rest: the active one seals new segments, all of them open old
+    /// ones. Empty: new segments are plaintext and only plaintext segments can be read.
+    pub keys: Arc<KeyRing>,
 }
 
 impl Default for SpoolSettings {
@@ -49,6 +65,7 @@ impl Default for SpoolSettings {
         SpoolSettings {
             segment_bytes: 64 << 20,
             pending_max_bytes: 32 << 20,
+            keys: Arc::new(KeyRing::default()),
         }
     }
 }
@@ -72,6 +89,16 @@ impl SpoolFailure {
             message: format!("{context}: {error}"),
         }
     }
+}
+
+/// How this generation seals its segments.
+struct Sealing {
+    key: SpoolKey,
+    /// Drawn once per generation; with the generation and segment numbers in the derivation,
+    /// every segment gets its own key (see `crate::spool::SegmentCipher`).
+    salt: [u8; SALT_BYTES],
+    /// The SEGMENT_KEY payload every segment of this generation starts with.
+    key_record: Vec<u8>,
 }
 
 /// Records waiting for the committer, for one segment, starting at a block boundary.
@@ -100,12 +127,24 @@ struct State {
     created_segments: Vec<u64>,
     /// The committer sleeps until kicked: a lazy record must wake it.
     committer_idle: bool,
+    /// Set when a spool key is active: this generation's segments are sealed.
+    sealing: Option<Sealing>,
+    /// The key of the segment new records go to, with its number.
+    current_cipher: Option<(u64, Rc<SegmentCipher>)>,
+    /// The key of every sealed segment a body may be read from: recovered ones and this
+    /// generation's, by `(generation, segment)`.
+    ciphers: HashMap<(u64, u64), Rc<SegmentCipher>>,
 }
 
 impl State {
     /// Appends one record to the filling batch and returns where it will live on disk.
     fn append(&mut self, record_type: RecordType, payload: &[u8]) -> RecordLocation {
-        let record_bytes = (crate::spool::RECORD_HEADER_BYTES + payload.len()) as u64;
+        // With sealing, room for the tag and for the SEGMENT_KEY record a fresh segment starts
+        // with (counted for every record: a few dozen bytes of slack at a segment's end).
+        let sealing_bytes = self.sealing.as_ref().map_or(0, |sealing| {
+            SEAL_TAG_BYTES + RECORD_HEADER_BYTES + sealing.key_record.len()
+        });
+        let record_bytes = (RECORD_HEADER_BYTES + payload.len() + sealing_bytes) as u64;
         debug_assert!(record_bytes + BLOCK_BYTES as u64 <= self.settings.segment_bytes);
 
         let fits = |piece: &Piece, segment_bytes: u64| {
@@ -139,9 +178,42 @@ impl State {
         let Some(piece) = self.pieces.last_mut() else {
             unreachable!("a piece was pushed above when none fitted");
         };
-        let offset = piece.base_offset + piece.bytes.len() as u64;
         let before = piece.bytes.len();
-        encode_record(&mut piece.bytes, record_type, self.sequence, payload);
+        if piece.base_offset == 0 && piece.bytes.is_empty() {
+            if let Some(sealing) = &self.sealing {
+                // A fresh segment: it names its key first, in clear.
+                encode_record(
+                    &mut piece.bytes,
+                    RecordType::SegmentKey,
+                    self.sequence,
+                    &sealing.key_record,
+                );
+                self.sequence += 1;
+                let cipher = Rc::new(SegmentCipher::derive(
+                    &sealing.key,
+                    &sealing.salt,
+                    self.generation,
+                    piece.segment,
+                ));
+                self.ciphers
+                    .insert((self.generation, piece.segment), Rc::clone(&cipher));
+                self.current_cipher = Some((piece.segment, cipher));
+            }
+        }
+        let offset = piece.base_offset + piece.bytes.len() as u64;
+        match &self.current_cipher {
+            Some((segment, cipher)) if *segment == piece.segment => cipher.encode_record(
+                &mut piece.bytes,
+                record_type,
+                self.sequence,
+                offset,
+                payload,
+            ),
+            _ => {
+                debug_assert!(self.sealing.is_none(), "a sealed generation wrote in clear");
+                encode_record(&mut piece.bytes, record_type, self.sequence, payload);
+            }
+        }
         self.sequence += 1;
         self.pending_bytes += piece.bytes.len() - before;
         RecordLocation {
@@ -182,11 +254,17 @@ const READERS_KEPT: usize = 4;
 
 impl ShardSpool {
     /// Starts a new generation directory under `shard_directory` and its committer task.
+    /// `ciphers` are the keys of the sealed segments recovery found, for reading bodies back.
     pub async fn start(
         shard_directory: &Path,
         generation: u64,
         settings: SpoolSettings,
+        ciphers: Vec<((u64, u64), SegmentCipher)>,
     ) -> io::Result<ShardSpool> {
+        let sealing = match settings.keys.active() {
+            Some(key) => Some(sealing_for(key)?),
+            None => None,
+        };
         let directory = shard_directory.join(generation_directory_name(generation));
         std::fs::create_dir_all(&directory)?;
         sync_directory(shard_directory).await?;
@@ -205,6 +283,12 @@ impl ShardSpool {
             batches_written: 0,
             created_segments: Vec::new(),
             committer_idle: true,
+            sealing,
+            current_cipher: None,
+            ciphers: ciphers
+                .into_iter()
+                .map(|(key, cipher)| (key, Rc::new(cipher)))
+                .collect(),
         }));
         let (kick, kicked) = local_channel::new_bounded(1);
         let committer = Committer {
@@ -235,7 +319,7 @@ impl ShardSpool {
     /// crash only repeats work (a delivery is tried again). It does not start a batch: such
     /// records ride with the next COMMIT, or are written within `LAZY_FLUSH`.
     pub async fn append(&self, record_type: RecordType, payload: &[u8]) -> RecordLocation {
-        debug_assert!(payload.len() <= RECORD_PAYLOAD_MAX_BYTES);
+        debug_assert!(payload.len() <= PLAIN_PAYLOAD_MAX_BYTES);
         self.wait_for_room().await;
         let mut state = self.state.borrow_mut();
         let location = state.append(record_type, payload);
@@ -274,24 +358,34 @@ impl ShardSpool {
             .unwrap_or_default()
     }
 
-    /// Reads a large message's BODY records back, checking each record's CRC, and returns the
-    /// chunks joined. The records are durable: their COMMIT was acknowledged after them.
+    /// Reads a large message's BODY records back, checking each record's CRC (and opening it,
+    /// in a sealed segment), and returns the chunks joined. The records are durable: their
+    /// COMMIT was acknowledged after them.
     pub async fn read_extents(&self, extents: &[Extent]) -> io::Result<Vec<u8>> {
         let total: usize = extents.iter().map(|extent| extent.length as usize).sum();
         let mut content = Vec::with_capacity(total);
+        let mut scratch = Vec::new();
+
         for extent in extents {
+            let key = (extent.generation, extent.segment);
             let file = self.reader(extent.generation, extent.segment).await?;
-            let length = RECORD_HEADER_BYTES + extent.length as usize;
+            // `extent.length` is the plaintext payload; a sealed record carries its tag too.
+            let cipher = self.state.borrow().ciphers.get(&key).cloned();
+            let tag = if cipher.is_some() { SEAL_TAG_BYTES } else { 0 };
+            let length = RECORD_HEADER_BYTES + extent.length as usize + tag;
             let read = file
                 .read_at(extent.offset, length)
                 .await
                 .map_err(io::Error::from)?;
-            let Ok(Scanned::Record { payload, .. }) = decode_record(&read, extent.offset) else {
-                return Err(io::Error::other(format!(
-                    "the body record at offset {} of generation {} segment {} is damaged",
+            let damaged = |reason: &dyn std::fmt::Display| {
+                io::Error::other(format!(
+                    "the body record at offset {} of generation {} segment {} is damaged: {reason}",
                     extent.offset, extent.generation, extent.segment
-                )));
+                ))
             };
+            let record = decode_record(&read, extent.offset).map_err(|bad| damaged(&bad))?;
+            let payload = open_payload(cipher.as_deref(), &record, &mut scratch)
+                .map_err(|error| damaged(&error))?;
             let body = BodyRecord::decode(payload).map_err(io::Error::other)?;
             content.extend_from_slice(body.chunk);
         }
@@ -334,6 +428,10 @@ impl ShardSpool {
         let path = directory.join(segment_file_name(segment));
         let file = DmaFile::open(&path).await.map_err(io::Error::from)?;
         file.remove().await.map_err(io::Error::from)?;
+        self.state
+            .borrow_mut()
+            .ciphers
+            .remove(&(generation, segment));
         let _ = file.close().await;
         sync_directory(&directory).await
     }
@@ -343,7 +441,7 @@ impl ShardSpool {
         self.wait_for_room().await;
         let mut payload = Vec::new();
         record.encode(&mut payload);
-        if payload.len() > RECORD_PAYLOAD_MAX_BYTES {
+        if payload.len() > PLAIN_PAYLOAD_MAX_BYTES {
             // Unreachable with the session's limits (512-byte commands, bounded recipients,
             // chunked bodies), but a record that large could never be read back.
             return Err(SpoolFailure {
@@ -529,6 +627,27 @@ impl Committer {
     }
 }
 
+/// The sealing of a new generation under `key`, with a fresh random salt.
+fn sealing_for(key: &SpoolKey) -> io::Result<Sealing> {
+    use ring::rand::SecureRandom;
+
+    let mut salt = [0u8; SALT_BYTES];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| io::Error::other("the system random number generator failed"))?;
+    let mut key_record = Vec::new();
+    SegmentKeyRecord {
+        key_id: key.id().to_owned(),
+        salt,
+    }
+    .encode(&mut key_record);
+    Ok(Sealing {
+        key: key.clone(),
+        salt,
+        key_record,
+    })
+}
+
 /// `gen-00000001`: one process lifetime's segments.
 pub fn generation_directory_name(generation: u64) -> String {
     format!("gen-{generation:08}")
@@ -569,167 +688,4 @@ async fn sync_directory(directory: &Path) -> io::Result<()> {
     let handle = Directory::open(directory).await.map_err(io::Error::from)?;
     handle.sync().await.map_err(io::Error::from)?;
     handle.close().await.map_err(io::Error::from)
-}
-
-/// What recovery found in one shard's spool directory.
-pub struct Recovered {
-    pub index: crate::spool::QueueIndex,
-    pub next_generation: u64,
-    pub segments: usize,
-    /// Every segment file found, as `(generation, segment)`, in log order.
-    pub segment_files: Vec<(u64, u64)>,
-    pub bytes: u64,
-    pub torn_tails: usize,
-    pub quarantined: usize,
-    /// Sealed segments with a damaged record, as `(generation, segment)`. They are never
-    /// reclaimed automatically: records after the damage may belong to messages that can no
-    /// longer be read, and an operator must decide.
-    pub quarantined_segments: Vec<(u64, u64)>,
-}
-
-/// Scans every generation of one shard, in order, and rebuilds the queue index. Runs once at
-/// start-up, before the shard serves, so plain blocking reads are acceptable here.
-pub fn recover(shard_directory: &Path) -> io::Result<Recovered> {
-    let mut recovered = Recovered {
-        index: crate::spool::QueueIndex::new(),
-        next_generation: 1,
-        segments: 0,
-        segment_files: Vec::new(),
-        bytes: 0,
-        torn_tails: 0,
-        quarantined: 0,
-        quarantined_segments: Vec::new(),
-    };
-    for (generation, directory) in numbered_entries(shard_directory, "gen-", "")? {
-        recovered.next_generation = recovered.next_generation.max(generation + 1);
-        let segments = numbered_entries(&directory, "seg-", ".log")?;
-        let newest = segments.last().map(|(number, _)| *number);
-        for (segment, path) in &segments {
-            recover_segment(
-                &mut recovered,
-                generation,
-                *segment,
-                path,
-                Some(*segment) == newest,
-            )?;
-        }
-    }
-    Ok(recovered)
-}
-
-fn recover_segment(
-    recovered: &mut Recovered,
-    generation: u64,
-    segment: u64,
-    path: &Path,
-    newest_in_generation: bool,
-) -> io::Result<()> {
-    let bytes = std::fs::read(path)?;
-    recovered.segments += 1;
-    recovered.segment_files.push((generation, segment));
-    recovered.bytes += bytes.len() as u64;
-
-    // Every batch starts on a block boundary, so after a damaged record in a sealed segment the
-    // scan resumes at the next block that starts with a valid record: one bad block costs its
-    // own records, not the rest of the segment.
-    let mut base = 0usize;
-    loop {
-        let scan = crate::spool::scan_segment(&bytes[base..]);
-        for record in &scan.records {
-            let Scanned::Record {
-                record_type,
-                payload,
-                offset,
-                ..
-            } = record;
-            let location = RecordLocation {
-                generation,
-                segment,
-                offset: base as u64 + *offset,
-            };
-            if let Err(error) = recovered.index.apply(location, *record_type, payload) {
-                warn!(
-                    path = %path.display(),
-                    offset = location.offset,
-                    %error,
-                    "undecodable record payload skipped"
-                );
-            }
-        }
-        let crate::spool::ScanEnd::Bad { offset, reason } = scan.end else {
-            return Ok(());
-        };
-        let damaged_at = base + offset as usize;
-        if newest_in_generation {
-            // A crash during the last batch: nothing at or after it was acknowledged. Blocks
-            // of that batch may have reached the disk out of order, so nothing after the
-            // damage is trusted here.
-            recovered.torn_tails += 1;
-            info!(
-                path = %path.display(),
-                offset = damaged_at,
-                ?reason,
-                "torn tail after a crash; ignored"
-            );
-            return Ok(());
-        }
-
-        // A sealed segment ended cleanly when it was written: this is damage on the medium.
-        let resume = next_valid_block(&bytes, damaged_at);
-        if !recovered
-            .quarantined_segments
-            .contains(&(generation, segment))
-        {
-            recovered.quarantined += 1;
-            recovered.quarantined_segments.push((generation, segment));
-        }
-        error!(
-            path = %path.display(),
-            offset = damaged_at,
-            resumed_at = resume,
-            ?reason,
-            "damaged spool record: the messages it held may be lost; the segment and every \
-             later one of this shard are kept for inspection (see docs/spool.md)"
-        );
-        match resume {
-            Some(next) => base = next,
-            None => return Ok(()),
-        }
-    }
-}
-
-/// The first block boundary after `damaged_at` where a record with a valid checksum starts.
-fn next_valid_block(bytes: &[u8], damaged_at: usize) -> Option<usize> {
-    let first = (damaged_at / BLOCK_BYTES + 1) * BLOCK_BYTES;
-    (first..bytes.len())
-        .step_by(BLOCK_BYTES)
-        .find(|&start| decode_record(&bytes[start..], start as u64).is_ok())
-}
-
-/// Entries of `directory` named `<prefix><number><suffix>`, sorted by number.
-fn numbered_entries(
-    directory: &Path,
-    prefix: &str,
-    suffix: &str,
-) -> io::Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    let entries = match std::fs::read_dir(directory) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(found),
-        Err(error) => return Err(error),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let number = name
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_suffix(suffix))
-            .and_then(|digits| digits.parse::<u64>().ok());
-        if let Some(number) = number {
-            found.push((number, entry.path()));
-        }
-    }
-    found.sort_unstable_by_key(|(number, _)| *number);
-    Ok(found)
 }

@@ -76,7 +76,7 @@ impl QueueIndex {
     /// Applies one record found by a scan, in log order (generations ascending, segments
     /// ascending, offsets ascending). On error the index is unchanged.
     ///
-    /// BODY and SEAL change nothing: a body matters only once a COMMIT names it, and a BODY
+    /// BODY, SEAL and SEGMENT_KEY change nothing: a body matters only once a COMMIT names it, and a BODY
     /// without a later COMMIT is garbage. Outcome and admin records for a queue id the index
     /// does not hold are ignored, because the message may already have been final. A second
     /// COMMIT for a live queue id with the same envelope is a copy written forward by
@@ -89,7 +89,7 @@ impl QueueIndex {
     ) -> Result<(), PayloadError> {
         match record_type {
             RecordType::Body => BodyRecord::decode(payload).map(drop),
-            RecordType::Seal => Ok(()),
+            RecordType::Seal | RecordType::SegmentKey => Ok(()),
             RecordType::Commit => self.commit(location, CommitRecord::decode(payload)?),
             RecordType::Delivered | RecordType::Failed => {
                 self.finish_recipients(&OutcomeRecord::decode(payload)?)

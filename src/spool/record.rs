@@ -7,7 +7,7 @@
 //! ```text
 //! 0..4   magic      b"PSTR"
 //! 4      type       RecordType
-//! 5      flags      0 in this version (reserved for payload encryption at rest)
+//! 5      flags      0, or FLAG_SEALED when the payload is AEAD-sealed (see `seal`)
 //! 6..8   reserved   0
 //! 8..12  length     payload bytes, at most RECORD_PAYLOAD_MAX_BYTES
 //! 12..20 sequence   assigned by the writer
@@ -29,6 +29,17 @@ pub const RECORD_PAYLOAD_MAX_BYTES: usize = 1 << 20;
 /// The first four bytes of every record. Its first byte is non-zero, which is what lets the
 /// scanner tell a record from zero padding by its first byte alone.
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"PSTR");
+
+/// The flags bit of a record whose payload is sealed: the stored payload is the ciphertext
+/// followed by a `SEAL_TAG_BYTES` authentication tag, and the CRC covers those stored bytes.
+pub const FLAG_SEALED: u8 = 1;
+
+/// Bytes sealing adds to a payload (the AEAD tag).
+pub const SEAL_TAG_BYTES: usize = 16;
+
+/// Largest payload a writer may hand to the spool: a sealed record must still fit
+/// `RECORD_PAYLOAD_MAX_BYTES` once its tag is added, whether or not this spool encrypts.
+pub const PLAIN_PAYLOAD_MAX_BYTES: usize = RECORD_PAYLOAD_MAX_BYTES - SEAL_TAG_BYTES;
 
 pub(crate) const MAGIC_RANGE: std::ops::Range<usize> = 0..4;
 pub(crate) const TYPE_AT: usize = 4;
@@ -54,11 +65,14 @@ pub enum RecordType {
     Deleted = 8,
     /// The generation was closed cleanly; nothing follows it in that generation.
     Seal = 9,
+    /// The first record of an encrypted segment: which key seals every later record in it.
+    /// Always in clear (flags 0) and always at offset 0; a segment without one is plaintext.
+    SegmentKey = 10,
 }
 
 impl RecordType {
     /// Every type, in discriminant order; useful for tests and generators.
-    pub const ALL: [RecordType; 9] = [
+    pub const ALL: [RecordType; 10] = [
         RecordType::Body,
         RecordType::Commit,
         RecordType::Delivered,
@@ -68,6 +82,7 @@ impl RecordType {
         RecordType::Released,
         RecordType::Deleted,
         RecordType::Seal,
+        RecordType::SegmentKey,
     ];
 
     /// The type for an on-disk type byte, or `None` for a byte this version does not know.
@@ -89,26 +104,68 @@ pub fn record_length(payload_len: usize) -> usize {
 /// back, so writing it would be a silent loss of acknowledged data. Callers chunk bodies and
 /// bound inline bodies so this cannot happen.
 pub fn encode_record(out: &mut Vec<u8>, record_type: RecordType, sequence: u64, payload: &[u8]) {
-    assert!(
-        payload.len() <= RECORD_PAYLOAD_MAX_BYTES,
-        "spool record payload of {} bytes exceeds RECORD_PAYLOAD_MAX_BYTES",
-        payload.len()
+    encode_frame(out, record_type, 0, sequence, payload, 0, |_| [0; 0]);
+}
+
+/// Appends one framed record with `FLAG_SEALED` set: `payload` is copied into `out`, `seal`
+/// encrypts that copy in place and returns the tag, which follows it. The CRC is computed over
+/// the sealed bytes, so the scanner checks a sealed record exactly like any other.
+///
+/// # Panics
+///
+/// As `encode_record`, if the sealed payload would exceed `RECORD_PAYLOAD_MAX_BYTES`.
+pub(crate) fn encode_sealed_record(
+    out: &mut Vec<u8>,
+    record_type: RecordType,
+    sequence: u64,
+    payload: &[u8],
+    seal: impl FnOnce(&mut [u8]) -> [u8; SEAL_TAG_BYTES],
+) {
+    encode_frame(
+        out,
+        record_type,
+        FLAG_SEALED,
+        sequence,
+        payload,
+        SEAL_TAG_BYTES,
+        seal,
     );
-    let length = u32::try_from(payload.len()).expect("bounded by RECORD_PAYLOAD_MAX_BYTES above");
+}
+
+fn encode_frame<const TAG: usize>(
+    out: &mut Vec<u8>,
+    record_type: RecordType,
+    flags: u8,
+    sequence: u64,
+    payload: &[u8],
+    tag_bytes: usize,
+    seal: impl FnOnce(&mut [u8]) -> [u8; TAG],
+) {
+    debug_assert_eq!(TAG, tag_bytes);
+    let stored_len = payload.len() + tag_bytes;
+    assert!(
+        stored_len <= RECORD_PAYLOAD_MAX_BYTES,
+        "spool record payload of {stored_len} bytes exceeds RECORD_PAYLOAD_MAX_BYTES"
+    );
+    let length = u32::try_from(stored_len).expect("bounded by RECORD_PAYLOAD_MAX_BYTES above");
 
     let mut header = [0u8; RECORD_HEADER_BYTES];
     header[MAGIC_RANGE].copy_from_slice(&RECORD_MAGIC.to_le_bytes());
     header[TYPE_AT] = record_type as u8;
-    header[FLAGS_AT] = 0;
+    header[FLAGS_AT] = flags;
     header[LENGTH_RANGE].copy_from_slice(&length.to_le_bytes());
     header[SEQUENCE_RANGE].copy_from_slice(&sequence.to_le_bytes());
-    let crc = record_crc(&header, payload);
-    header[CRC_RANGE].copy_from_slice(&crc.to_le_bytes());
 
     let start = out.len();
-    out.reserve(record_length(payload.len()));
+    out.reserve(record_length(stored_len));
     out.extend_from_slice(&header);
     out.extend_from_slice(payload);
+    let payload_start = start + RECORD_HEADER_BYTES;
+    let tag = seal(&mut out[payload_start..]);
+    out.extend_from_slice(&tag);
+
+    let crc = record_crc(&header, &out[payload_start..]);
+    out[start + CRC_RANGE.start..start + CRC_RANGE.end].copy_from_slice(&crc.to_le_bytes());
 
     // Verify on write as well as on read: a frame that does not decode must never reach disk.
     debug_assert!(crate::spool::scan::decode_record(&out[start..], 0).is_ok());
@@ -144,7 +201,7 @@ mod tests {
             assert_eq!(RecordType::from_byte(record_type as u8), Some(record_type));
         }
         assert_eq!(RecordType::from_byte(0), None);
-        assert_eq!(RecordType::from_byte(10), None);
+        assert_eq!(RecordType::from_byte(11), None);
         assert_eq!(RecordType::from_byte(255), None);
     }
 

@@ -7,9 +7,9 @@
 use thiserror::Error;
 
 use super::record::{
-    record_crc, RecordType, BLOCK_BYTES, CRC_RANGE, FLAGS_AT, LENGTH_RANGE, MAGIC_RANGE,
-    RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_PAYLOAD_MAX_BYTES, RESERVED_RANGE, SEQUENCE_RANGE,
-    TYPE_AT,
+    record_crc, RecordType, BLOCK_BYTES, CRC_RANGE, FLAGS_AT, FLAG_SEALED, LENGTH_RANGE,
+    MAGIC_RANGE, RECORD_HEADER_BYTES, RECORD_MAGIC, RECORD_PAYLOAD_MAX_BYTES, RESERVED_RANGE,
+    SEQUENCE_RANGE, TYPE_AT,
 };
 
 /// One record found in a segment, borrowing its payload from the scanned bytes.
@@ -18,7 +18,10 @@ pub enum Scanned<'a> {
     Record {
         record_type: RecordType,
         sequence: u64,
+        /// The stored payload: for a sealed record, ciphertext and tag (see `seal`).
         payload: &'a [u8],
+        /// `FLAG_SEALED` was set: the payload must be opened before it is decoded.
+        sealed: bool,
         /// Offset of the header from the start of the segment.
         offset: u64,
         /// Header plus payload bytes.
@@ -107,7 +110,8 @@ pub fn decode_record(bytes: &[u8], offset: u64) -> Result<Scanned<'_>, BadRecord
 
     // Checked only after the CRC, so that an unknown value means "newer writer", not "damage".
     let record_type = RecordType::from_byte(header[TYPE_AT]).ok_or(BadRecord::UnknownType)?;
-    if header[FLAGS_AT] != 0 || header[RESERVED_RANGE] != [0, 0] {
+    let flags = header[FLAGS_AT];
+    if (flags != 0 && flags != FLAG_SEALED) || header[RESERVED_RANGE] != [0, 0] {
         return Err(BadRecord::UnknownType);
     }
 
@@ -115,6 +119,7 @@ pub fn decode_record(bytes: &[u8], offset: u64) -> Result<Scanned<'_>, BadRecord
         record_type,
         sequence: u64::from_le_bytes(field(header, SEQUENCE_RANGE)),
         payload,
+        sealed: flags == FLAG_SEALED,
         offset,
         length,
     })
@@ -494,7 +499,7 @@ mod tests {
         for (at, value) in [
             (TYPE_AT, 0u8),
             (TYPE_AT, 42),
-            (FLAGS_AT, 1),
+            (FLAGS_AT, 2),
             (RESERVED_RANGE.start, 1),
         ] {
             let mut segment = Vec::new();
