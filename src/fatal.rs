@@ -13,6 +13,8 @@ use std::fmt;
 pub enum ExitReason {
     /// Something unexpected: a bug, or an I/O error that fits no other class.
     Internal = 1,
+    /// An admin command found no such message (or nothing to act on).
+    NotFound = 3,
     /// The kernel refused io_uring (too old, or disabled by `kernel.io_uring_disabled`).
     IoUringUnavailable = 10,
     /// RLIMIT_MEMLOCK is too small for the io_uring memory each shard registers.
@@ -27,8 +29,6 @@ pub enum ExitReason {
     /// A spool segment is sealed with a key that is not in the key directory
     /// (`server.spool_keys`), so its messages cannot be read.
     SpoolKeyMissing = 15,
-    /// An admin command found no such message (or nothing to act on).
-    NotFound = 3,
     /// An admin command could not reach the running relay's admin API (sysexits.h
     /// EX_UNAVAILABLE).
     AdminUnavailable = 69,

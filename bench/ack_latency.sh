@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Spool syncs per message and ack latency against offered load (open loop), for postern alone:
+# postern-loadgen send at fixed rates → postern → postern-loadgen sink. For each rate it prints
+# accepted/s, the p50/p99 of the reply after end of data (coordinated-omission corrected), and
+# the spool syncs per accepted message from /metrics. A final closed-loop run gives the peak.
+#
+# Usage: bench/ack_latency.sh [SECONDS_PER_RATE] [RATES...]   (default 10 s; 500 1000 2000 3000)
+set -euo pipefail
+
+seconds=${1:-10}
+shift || true
+rates=("$@")
+[ "${#rates[@]}" -gt 0 ] || rates=(500 1000 2000 3000)
+root=$(cd "$(dirname "$0")/.." && pwd)
+(cd "$root" && cargo build --release --quiet --bin postern -p postern-loadgen)
+postern=$root/target/release/postern
+loadgen=$root/target/release/postern-loadgen
+work=$(mktemp -d /var/tmp/postern-latency-XXXXXX)
+trap 'kill "$relay" "$sink" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); admin=$(free_port); sink_port=$(free_port)
+
+"$loadgen" sink --listen "127.0.0.1:$sink_port" --threads 1 >/dev/null 2>&1 &
+sink=$!
+cat >"$work/postern.toml" <<TOML
+[server]
+hostname = "latency.test"
+spool = "$work/spool"
+
+[[listener]]
+address = "127.0.0.1:$port"
+
+[relay]
+allow_networks = ["127.0.0.0/8"]
+
+[[route]]
+domains = ["*"]
+smarthost = "127.0.0.1:$sink_port"
+tls = "none"
+
+[admin]
+address = "127.0.0.1:$admin"
+
+[log]
+level = "warn"
+TOML
+"$postern" serve --config "$work/postern.toml" 2>"$work/postern.log" &
+relay=$!
+sleep 1
+
+metric() { # sum of one metric over shards
+    curl -s "http://127.0.0.1:$admin/metrics" | awk -v name="$1" '$1 ~ "^"name"\\{" {s += $2} END {print s + 0}'
+}
+
+printf '%-10s %12s %10s %10s %14s\n' "offered/s" "accepted/s" "p50 ms" "p99 ms" "syncs/message"
+run() { # label, extra send flags...
+    local label=$1
+    shift
+    local syncs_before messages_before
+    syncs_before=$(metric postern_spool_syncs_total)
+    messages_before=$(metric postern_messages_accepted_total)
+    "$loadgen" send --quiet --to "127.0.0.1:$port" --concurrency 50 --size 4k \
+        --duration "${seconds}s" --messages 100000000 --json "$work/run.json" "$@" >/dev/null
+    local syncs messages
+    syncs=$(( $(metric postern_spool_syncs_total) - syncs_before ))
+    messages=$(( $(metric postern_messages_accepted_total) - messages_before ))
+    python3 - "$work/run.json" "$label" "$syncs" "$messages" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+label, syncs, messages = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+reply = report["latency_data_reply"]
+print(f"{label:<10} {report['messages_per_second']:12.0f} {reply['p50_us'] / 1000:10.2f} "
+      f"{reply['p99_us'] / 1000:10.2f} {syncs / max(messages, 1):14.3f}")
+PY
+}
+for rate in "${rates[@]}"; do
+    run "$rate" --rate "$rate"
+done
+run "closed"
