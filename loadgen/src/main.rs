@@ -12,6 +12,7 @@ mod runtime;
 mod safety;
 mod send;
 mod sink;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,12 +104,22 @@ struct SendArgs {
     /// run.
     #[arg(long)]
     allow_remote: bool,
-    /// Use STARTTLS (not built yet: see docs/limitations.md L10).
-    #[arg(long)]
+    /// Use STARTTLS after the first EHLO (RFC 3207); a server that does not offer it counts as
+    /// a connection error.
+    #[arg(long, conflicts_with = "implicit_tls")]
     starttls: bool,
-    /// Use implicit TLS (not built yet: see docs/limitations.md L10).
+    /// Speak TLS from the first octet (RFC 8314, as on port 465).
     #[arg(long)]
     implicit_tls: bool,
+    /// Verify the server's certificate against the PEM certificates in FILE.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Dangerous outside tests: accept any server certificate (the handshake is still checked).
+    #[arg(long)]
+    insecure: bool,
+    /// Name to check the server certificate against (and to send as SNI).
+    #[arg(long, default_value = "localhost")]
+    tls_name: String,
     /// No live progress line, even on a terminal.
     #[arg(long)]
     quiet: bool,
@@ -168,6 +179,19 @@ struct SinkArgs {
     /// Allow listening on an address outside 127.0.0.0/8 and ::1.
     #[arg(long)]
     allow_remote: bool,
+    /// Offer STARTTLS (RFC 3207).
+    #[arg(long, conflicts_with = "implicit_tls")]
+    starttls: bool,
+    /// Speak TLS from the first octet on every connection (RFC 8314).
+    #[arg(long)]
+    implicit_tls: bool,
+    /// PEM certificate chain for TLS; without it (and --tls-key) a self-signed certificate for
+    /// localhost is made at start-up.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -203,12 +227,6 @@ fn main() -> ExitCode {
 }
 
 fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    if args.starttls || args.implicit_tls {
-        anyhow::bail!(
-            "TLS is not built into postern-loadgen yet (docs/limitations.md L10); run without \
-             --starttls/--implicit-tls against a plain listener"
-        );
-    }
     if args.concurrency == 0 || args.recipients == 0 {
         anyhow::bail!("--concurrency and --recipients must be at least 1");
     }
@@ -225,6 +243,12 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
             "target",
         )?);
     }
+    let tls_args = TlsClientArgs {
+        mode: tls_mode(args.starttls, args.implicit_tls),
+        ca: args.ca.clone(),
+        insecure: args.insecure,
+        name: args.tls_name.clone(),
+    };
     let options = send::SendOptions {
         targets,
         messages: args.messages,
@@ -244,9 +268,40 @@ fn run_send(args: SendArgs) -> anyhow::Result<ExitCode> {
         cpus: args.threads.cpus,
         quiet: args.quiet,
     };
-    let report = send::run(options)?;
+    let tls = client_tls(&tls_args)?;
+    let report = send::run(options, send::SendTls(std::sync::Arc::new(tls)))?;
     report.print();
     Ok(ExitCode::SUCCESS)
+}
+
+struct TlsClientArgs {
+    mode: tls::TlsMode,
+    ca: Option<PathBuf>,
+    insecure: bool,
+    name: String,
+}
+
+fn tls_mode(starttls: bool, implicit: bool) -> tls::TlsMode {
+    match (starttls, implicit) {
+        (true, _) => tls::TlsMode::StartTls,
+        (false, true) => tls::TlsMode::Implicit,
+        (false, false) => tls::TlsMode::None,
+    }
+}
+
+fn client_tls(args: &TlsClientArgs) -> anyhow::Result<send::ClientTls> {
+    let connector = match args.mode {
+        tls::TlsMode::None => None,
+        _ => Some(futures_rustls::TlsConnector::from(tls::client_config(
+            args.ca.as_deref(),
+            args.insecure,
+        )?)),
+    };
+    Ok(send::ClientTls {
+        mode: args.mode,
+        connector,
+        name: tls::server_name(&args.name)?,
+    })
 }
 
 /// `sink@localhost` with 3 recipients: `sink+1@localhost`, `sink+2@localhost`, ….
@@ -267,6 +322,14 @@ fn run_sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--fail-4xx, --fail-5xx and --drop add up to more than 1.0");
     }
     let listen = safety::resolve_checked(&args.listen, args.allow_remote, "listen address")?[0];
+    let tls_mode = tls_mode(args.starttls, args.implicit_tls);
+    let tls = match tls_mode {
+        tls::TlsMode::None => None,
+        _ => Some(tls::server_config(
+            args.tls_cert.as_deref(),
+            args.tls_key.as_deref(),
+        )?),
+    };
     let options = sink::SinkOptions {
         listen,
         threads: args.threads.threads,
@@ -282,6 +345,8 @@ fn run_sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
         timeout: args.timeout,
         message_size_max_bytes: args.size_max as u64,
+        tls_mode,
+        tls,
     };
     let bound = sink::bind(options)?;
     // Scripts and tests read this line to learn the port; it goes out before any session.

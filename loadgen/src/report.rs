@@ -230,6 +230,8 @@ pub struct SinkReport {
     pub injected_drops: u64,
     /// Sessions that ended in the middle of a transaction (client gone, timeout).
     pub aborted_transactions: u64,
+    /// TLS handshakes that failed (implicit TLS or after STARTTLS).
+    pub tls_failures: u64,
     pub elapsed_seconds: f64,
     pub messages_per_second: f64,
     pub megabytes_per_second: f64,
@@ -249,6 +251,7 @@ impl SinkReport {
         self.injected_5xx += other.injected_5xx;
         self.injected_drops += other.injected_drops;
         self.aborted_transactions += other.aborted_transactions;
+        self.tls_failures += other.tls_failures;
         self.ids_out_errors += other.ids_out_errors;
     }
 
@@ -262,8 +265,12 @@ impl SinkReport {
             self.accepted, self.intact, self.corrupted, self.unidentified, self.duplicates
         );
         println!(
-            "  injected: 4xx {}  5xx {}  drops {}  aborted transactions {}",
-            self.injected_4xx, self.injected_5xx, self.injected_drops, self.aborted_transactions
+            "  injected: 4xx {}  5xx {}  drops {}  aborted transactions {}  TLS failures {}",
+            self.injected_4xx,
+            self.injected_5xx,
+            self.injected_drops,
+            self.aborted_transactions,
+            self.tls_failures
         );
         println!(
             "  {:.1} messages/s  {:.2} MB/s  {} bytes",

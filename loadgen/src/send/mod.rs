@@ -20,6 +20,7 @@ use crate::idlog::{IdBatch, IdLog};
 use crate::message::{BodySet, SizeChoice};
 use crate::report::{write_json, ConnectionErrors, Latency, SendReport};
 use crate::runtime::{spawn_executor, StopSignals, ThreadPlan};
+pub use session::ClientTls;
 use session::{Connection, Envelope, Outcome, SessionError};
 
 /// How often the live progress line is redrawn.
@@ -48,10 +49,14 @@ pub struct SendOptions {
     pub quiet: bool,
 }
 
+/// What `run` needs beyond the plain options: TLS state does not implement `Debug`/`Clone`.
+pub struct SendTls(pub Arc<ClientTls>);
+
 /// What the threads share: the message counter, the clock origin, the stop flag and the live
 /// counters for the progress line.
 struct Shared {
     options: SendOptions,
+    tls: Arc<ClientTls>,
     run: String,
     next: AtomicU64,
     started: Instant,
@@ -99,7 +104,7 @@ struct ThreadFigures {
 }
 
 /// Runs `send` and prints (and optionally writes) the report.
-pub fn run(options: SendOptions) -> anyhow::Result<SendReport> {
+pub fn run(options: SendOptions, tls: SendTls) -> anyhow::Result<SendReport> {
     let plan = ThreadPlan::new(options.threads, options.cpus.as_deref())?;
     let threads = plan.threads().min(options.concurrency.max(1));
     let signals = StopSignals::block()?;
@@ -116,6 +121,7 @@ pub fn run(options: SendOptions) -> anyhow::Result<SendReport> {
         failed: AtomicU64::new(0),
         threads_done: AtomicUsize::new(0),
         options,
+        tls: tls.0,
     });
 
     let mut handles = Vec::with_capacity(threads);
@@ -251,7 +257,14 @@ async fn run_session(
             let target = options.targets[(slot + connections_made) % options.targets.len()];
             connections_made += 1;
             let connecting = Instant::now();
-            match Connection::open(target, options.timeout, &envelope, options.pipelining).await {
+            let opening = Connection::open(
+                target,
+                options.timeout,
+                &envelope,
+                options.pipelining,
+                &shared.tls,
+            );
+            match opening.await {
                 Ok(opened) => {
                     let mut figures = figures.borrow_mut();
                     figures.connections += 1;

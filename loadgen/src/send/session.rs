@@ -14,6 +14,15 @@ use glommio::net::TcpStream;
 
 use crate::message::{self, Body};
 use crate::reply::{parse_reply, ParsedReply};
+use crate::tls::{TlsMode, Wire};
+
+/// How `send` does TLS, fixed for the run.
+pub struct ClientTls {
+    pub mode: TlsMode,
+    /// Present unless `mode` is `None`.
+    pub connector: Option<futures_rustls::TlsConnector>,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
 
 /// Read buffer per connection; replies are short, so this only grows for a huge EHLO reply.
 const INPUT_BYTES: usize = 4096;
@@ -83,7 +92,7 @@ pub struct Envelope<'a> {
 }
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Wire,
     input: Vec<u8>,
     /// `input[start..end]` is read but not yet parsed.
     start: usize,
@@ -99,6 +108,7 @@ impl Connection {
         timeout: Duration,
         envelope: &Envelope<'_>,
         use_pipelining: bool,
+        tls: &ClientTls,
     ) -> Result<Connection, SessionError> {
         let stream = TcpStream::connect_timeout(target, timeout)
             .await
@@ -111,7 +121,7 @@ impl Connection {
             .set_write_timeout(Some(timeout))
             .map_err(io::Error::from)?;
         let mut connection = Connection {
-            stream,
+            stream: Wire::Plain(stream),
             input: vec![0; INPUT_BYTES],
             start: 0,
             end: 0,
@@ -119,11 +129,57 @@ impl Connection {
             output: Vec::with_capacity(INPUT_BYTES),
         };
 
+        if tls.mode == TlsMode::Implicit {
+            connection.handshake(tls).await?;
+        }
         let greeting = connection.reply(|_| {}).await?;
         if greeting != 220 {
             return Err(SessionError::Protocol(format!("greeting {greeting}")));
         }
+        let starttls = connection.ehlo(envelope, use_pipelining).await?;
+        if tls.mode == TlsMode::StartTls {
+            if !starttls {
+                return Err(SessionError::Protocol(
+                    "the server does not offer STARTTLS".into(),
+                ));
+            }
+            connection.output.extend_from_slice(b"STARTTLS\r\n");
+            connection.flush().await?;
+            let ready = connection.reply(|_| {}).await?;
+            if ready != 220 {
+                return Err(SessionError::Protocol(format!("STARTTLS answered {ready}")));
+            }
+            // RFC 3207 §4.2: nothing read before the handshake may be used after it.
+            connection.start = 0;
+            connection.end = 0;
+            connection.handshake(tls).await?;
+            connection.ehlo(envelope, use_pipelining).await?;
+        }
+        Ok(connection)
+    }
 
+    async fn handshake(&mut self, tls: &ClientTls) -> Result<(), SessionError> {
+        let Some(connector) = &tls.connector else {
+            return Err(SessionError::Protocol(
+                "TLS asked for without a configuration".into(),
+            ));
+        };
+        let plain = self.stream.take_plain()?;
+        let encrypted = connector
+            .connect(tls.name.clone(), plain)
+            .await
+            .map_err(|error| SessionError::Protocol(format!("TLS handshake failed: {error}")))?;
+        self.stream = Wire::Client(Box::new(encrypted));
+        Ok(())
+    }
+
+    /// Says EHLO; learns PIPELINING, returns whether STARTTLS is offered.
+    async fn ehlo(
+        &mut self,
+        envelope: &Envelope<'_>,
+        use_pipelining: bool,
+    ) -> Result<bool, SessionError> {
+        let connection = self;
         connection.output.clear();
         connection.output.extend_from_slice(b"EHLO ");
         connection
@@ -132,17 +188,19 @@ impl Connection {
         connection.output.extend_from_slice(b"\r\n");
         connection.flush().await?;
         let mut pipelining = false;
+        let mut starttls = false;
         let ehlo = connection
             .reply(|line| {
                 let keyword = line.split(|&octet| octet == b' ').next().unwrap_or(&[]);
                 pipelining |= keyword.eq_ignore_ascii_case(b"PIPELINING");
+                starttls |= keyword.eq_ignore_ascii_case(b"STARTTLS");
             })
             .await?;
         if ehlo != 250 {
             return Err(SessionError::Protocol(format!("EHLO answered {ehlo}")));
         }
         connection.pipelining = pipelining && use_pipelining;
-        Ok(connection)
+        Ok(starttls)
     }
 
     /// Sends message `n` and classifies the result. With `quit_after`, QUIT rides along after

@@ -50,6 +50,9 @@ pub struct SinkOptions {
     pub duration: Option<Duration>,
     pub timeout: Duration,
     pub message_size_max_bytes: u64,
+    pub tls_mode: crate::tls::TlsMode,
+    /// Present unless `tls_mode` is `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What the threads share.

@@ -16,6 +16,7 @@ use postern::smtp::DataDecoder;
 
 use super::{Fault, ThreadState};
 use crate::message::{verify, Verdict};
+use crate::tls::{TlsMode, Wire};
 
 /// Read buffer per session.
 const INPUT_BYTES: usize = 64 * 1024;
@@ -33,7 +34,7 @@ enum Phase {
 }
 
 struct Session {
-    stream: TcpStream,
+    stream: Wire,
     input: Vec<u8>,
     start: usize,
     end: usize,
@@ -42,7 +43,21 @@ struct Session {
     greeted: bool,
     mail: bool,
     recipients: usize,
+    /// Set while STARTTLS may still be offered.
+    acceptor: Option<futures_rustls::TlsAcceptor>,
     state: Rc<RefCell<ThreadState>>,
+}
+
+/// Runs the server side of a TLS handshake on a plain stream.
+async fn handshake(
+    stream: &mut Wire,
+    acceptor: Option<&futures_rustls::TlsAcceptor>,
+) -> Result<(), ()> {
+    let acceptor = acceptor.ok_or(())?;
+    let plain = stream.take_plain().map_err(|_| ())?;
+    let encrypted = acceptor.accept(plain).await.map_err(|_| ())?;
+    *stream = Wire::Server(Box::new(encrypted));
+    Ok(())
 }
 
 /// Why a session ends.
@@ -54,12 +69,35 @@ enum End {
 }
 
 pub async fn serve(stream: TcpStream, state: Rc<RefCell<ThreadState>>) {
-    let timeout = state.borrow().options.timeout;
+    let (timeout, tls_mode, acceptor) = {
+        let state = state.borrow();
+        let options = &state.options;
+        (
+            options.timeout,
+            options.tls_mode,
+            options.tls.clone().map(futures_rustls::TlsAcceptor::from),
+        )
+    };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
+    let mut stream = Wire::Plain(stream);
+    if tls_mode == TlsMode::Implicit {
+        match handshake(&mut stream, acceptor.as_ref()).await {
+            Ok(()) => {}
+            Err(()) => {
+                state.borrow_mut().report.tls_failures += 1;
+                return;
+            }
+        }
+    }
     let mut session = Session {
         stream,
+        acceptor: if tls_mode == TlsMode::StartTls {
+            acceptor
+        } else {
+            None
+        },
         input: vec![0; INPUT_BYTES],
         start: 0,
         end: 0,
@@ -157,8 +195,32 @@ impl Session {
                 self.reset();
                 self.output.extend_from_slice(
                     b"250-postern-loadgen-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
-                      250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 SIZE\r\n",
+                      250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n",
                 );
+                if self.acceptor.is_some() {
+                    self.output.extend_from_slice(b"250-STARTTLS\r\n");
+                }
+                self.output.extend_from_slice(b"250 SIZE\r\n");
+            }
+            b"STAR" if self.acceptor.is_some() && !self.stream.is_tls() => {
+                self.output
+                    .extend_from_slice(b"220 2.0.0 ready to start TLS\r\n");
+                if self.flush().await.is_err() {
+                    return Step::Abort;
+                }
+                // RFC 3207 §4.2: forget the session and anything pipelined after STARTTLS.
+                self.start = 0;
+                self.end = 0;
+                self.greeted = false;
+                self.reset();
+                let acceptor = self.acceptor.take();
+                if handshake(&mut self.stream, acceptor.as_ref())
+                    .await
+                    .is_err()
+                {
+                    self.state.borrow_mut().report.tls_failures += 1;
+                    return Step::Quit;
+                }
             }
             b"HELO" => {
                 self.greeted = true;
@@ -206,6 +268,7 @@ impl Session {
                 self.output.extend_from_slice(b"221 2.0.0 Bye\r\n");
                 return Step::Quit;
             }
+            // LIMITATION(L10): no BDAT (CHUNKING is not offered), so it lands here too.
             _ => self
                 .output
                 .extend_from_slice(b"502 5.5.2 command not implemented\r\n"),
