@@ -106,3 +106,35 @@ fn open_loop_sends_the_count_and_records_latency() {
     assert_eq!(number(&received, "intact"), 200);
     assert_eq!(id_log(&dir.path().join("c.sent")), id_log(&sink.ids));
 }
+
+#[test]
+fn several_targets_share_the_connections_and_the_union_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Sink::start(dir.path(), "t1", &[]);
+    let mut second = Sink::start(dir.path(), "t2", &[]);
+    let targets = format!("{},{}", first.address, second.address);
+    let (_, sent) = send(
+        dir.path(),
+        "t",
+        &targets,
+        &[
+            "--messages",
+            "200",
+            "--concurrency",
+            "4",
+            "--per-connection",
+            "1",
+        ],
+    );
+    let one = first.stop();
+    let two = second.stop();
+
+    assert_eq!(number(&sent, "accepted"), 200);
+    // New connections take the targets in turn, so both get a fair share.
+    assert!(number(&one, "intact") >= 80, "{one}");
+    assert!(number(&two, "intact") >= 80, "{two}");
+    assert_eq!(number(&one, "intact") + number(&two, "intact"), 200);
+    let mut union = id_log(&first.ids);
+    union.extend(id_log(&second.ids));
+    assert_eq!(id_log(&dir.path().join("t.sent")), union);
+}

@@ -99,6 +99,8 @@ pub struct Connection {
     end: usize,
     pipelining: bool,
     output: Vec<u8>,
+    /// The RCPT replies of the current transaction, kept to reuse the allocation.
+    rcpt_codes: Vec<u16>,
 }
 
 impl Connection {
@@ -127,6 +129,7 @@ impl Connection {
             end: 0,
             pipelining: false,
             output: Vec::with_capacity(INPUT_BYTES),
+            rcpt_codes: Vec::with_capacity(envelope.recipients.len()),
         };
 
         if tls.mode == TlsMode::Implicit {
@@ -212,7 +215,27 @@ impl Connection {
         body: &Body,
         quit_after: bool,
     ) -> Result<Transaction, SessionError> {
-        let (mail, rcpt_codes, data) = self.envelope(envelope).await?;
+        let (mail, data) = self.envelope(envelope).await?;
+        let rcpt_codes = std::mem::take(&mut self.rcpt_codes);
+        let result = self
+            .finish(envelope, n, body, quit_after, mail, &rcpt_codes, data)
+            .await;
+        self.rcpt_codes = rcpt_codes;
+        result
+    }
+
+    /// The rest of a transaction, once the envelope's replies are in.
+    #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
+    async fn finish(
+        &mut self,
+        envelope: &Envelope<'_>,
+        n: u64,
+        body: &Body,
+        quit_after: bool,
+        mail: u16,
+        rcpt_codes: &[u16],
+        data: u16,
+    ) -> Result<Transaction, SessionError> {
         let recipients_accepted = rcpt_codes.iter().filter(|&&code| code / 100 == 2).count();
         let recipients_refused = (rcpt_codes.len() - recipients_accepted) as u64;
 
@@ -223,7 +246,7 @@ impl Connection {
         if data != 354 {
             self.reset().await?;
             let outcome = if recipients_accepted == 0 {
-                recipients_outcome(&rcpt_codes)
+                recipients_outcome(rcpt_codes)
             } else {
                 class(data)
             };
@@ -236,7 +259,7 @@ impl Connection {
             self.output.extend_from_slice(b".\r\n");
             self.flush().await?;
             self.reply(|_| {}).await?;
-            return Ok(refusal(recipients_outcome(&rcpt_codes), recipients_refused));
+            return Ok(refusal(recipients_outcome(rcpt_codes), recipients_refused));
         }
 
         self.output.clear();
@@ -275,31 +298,29 @@ impl Connection {
     }
 
     /// MAIL, RCPT… and DATA: one write with PIPELINING, one round trip each without.
-    async fn envelope(
-        &mut self,
-        envelope: &Envelope<'_>,
-    ) -> Result<(u16, Vec<u16>, u16), SessionError> {
-        let mut rcpt_codes = Vec::with_capacity(envelope.recipients.len());
+    async fn envelope(&mut self, envelope: &Envelope<'_>) -> Result<(u16, u16), SessionError> {
+        self.rcpt_codes.clear();
         self.output.clear();
         self.command(b"MAIL FROM:<", envelope.from);
         if !self.pipelining {
             self.flush().await?;
             let mail = self.reply(|_| {}).await?;
             if mail / 100 != 2 {
-                return Ok((mail, rcpt_codes, 503));
+                return Ok((mail, 503));
             }
             for recipient in envelope.recipients {
                 self.command(b"RCPT TO:<", recipient);
                 self.flush().await?;
-                rcpt_codes.push(self.reply(|_| {}).await?);
+                let code = self.reply(|_| {}).await?;
+                self.rcpt_codes.push(code);
             }
-            if !rcpt_codes.iter().any(|&code| code / 100 == 2) {
-                return Ok((mail, rcpt_codes, 503));
+            if !self.rcpt_codes.iter().any(|&code| code / 100 == 2) {
+                return Ok((mail, 503));
             }
             self.output.extend_from_slice(b"DATA\r\n");
             self.flush().await?;
             let data = self.reply(|_| {}).await?;
-            return Ok((mail, rcpt_codes, data));
+            return Ok((mail, data));
         }
 
         for recipient in envelope.recipients {
@@ -309,10 +330,11 @@ impl Connection {
         self.flush().await?;
         let mail = self.reply(|_| {}).await?;
         for _ in envelope.recipients {
-            rcpt_codes.push(self.reply(|_| {}).await?);
+            let code = self.reply(|_| {}).await?;
+            self.rcpt_codes.push(code);
         }
         let data = self.reply(|_| {}).await?;
-        Ok((mail, rcpt_codes, data))
+        Ok((mail, data))
     }
 
     /// Ends the session politely. Errors are ignored: the run's figures are already recorded.
