@@ -4,6 +4,7 @@
 //! 1 check failed, 2 could not run). Everything else lives in the modules it calls.
 
 mod check;
+mod dkim;
 mod idlog;
 mod message;
 mod reply;
@@ -192,6 +193,10 @@ struct SinkArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Verify DKIM signatures against the key of `selector._domainkey.domain`, whose DNS TXT
+    /// record text (`v=DKIM1; k=…; p=…`) is in FILE. Repeat for several keys; DNS is never used.
+    #[arg(long, value_name = "NAME=FILE")]
+    dkim_key: Vec<String>,
 }
 
 #[derive(Args)]
@@ -322,6 +327,12 @@ fn run_sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--fail-4xx, --fail-5xx and --drop add up to more than 1.0");
     }
     let listen = safety::resolve_checked(&args.listen, args.allow_remote, "listen address")?[0];
+    let dkim = if args.dkim_key.is_empty() {
+        None
+    } else {
+        let keys = dkim::DkimKeys::from_arguments(&args.dkim_key)?;
+        Some(std::sync::Arc::new(dkim::DkimVerifier::new(keys)?))
+    };
     let tls_mode = tls_mode(args.starttls, args.implicit_tls);
     let tls = match tls_mode {
         tls::TlsMode::None => None,
@@ -347,6 +358,7 @@ fn run_sink(args: SinkArgs) -> anyhow::Result<ExitCode> {
         message_size_max_bytes: args.size_max as u64,
         tls_mode,
         tls,
+        dkim,
     };
     let bound = sink::bind(options)?;
     // Scripts and tests read this line to learn the port; it goes out before any session.

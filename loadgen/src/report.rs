@@ -232,6 +232,11 @@ pub struct SinkReport {
     pub aborted_transactions: u64,
     /// TLS handshakes that failed (implicit TLS or after STARTTLS).
     pub tls_failures: u64,
+    /// With --dkim-key: accepted messages with a verified signature, with signatures none of
+    /// which verified, and with no signature.
+    pub dkim_pass: u64,
+    pub dkim_fail: u64,
+    pub dkim_none: u64,
     pub elapsed_seconds: f64,
     pub messages_per_second: f64,
     pub megabytes_per_second: f64,
@@ -252,6 +257,9 @@ impl SinkReport {
         self.injected_drops += other.injected_drops;
         self.aborted_transactions += other.aborted_transactions;
         self.tls_failures += other.tls_failures;
+        self.dkim_pass += other.dkim_pass;
+        self.dkim_fail += other.dkim_fail;
+        self.dkim_none += other.dkim_none;
         self.ids_out_errors += other.ids_out_errors;
     }
 
@@ -272,6 +280,12 @@ impl SinkReport {
             self.aborted_transactions,
             self.tls_failures
         );
+        if self.dkim_pass + self.dkim_fail + self.dkim_none > 0 {
+            println!(
+                "  DKIM: pass {}  fail {}  unsigned {}",
+                self.dkim_pass, self.dkim_fail, self.dkim_none
+            );
+        }
         println!(
             "  {:.1} messages/s  {:.2} MB/s  {} bytes",
             self.messages_per_second, self.megabytes_per_second, self.bytes

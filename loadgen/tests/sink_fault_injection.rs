@@ -62,5 +62,6 @@ fn dropped_connections_are_connection_errors_and_never_logged_as_accepted() {
     assert_eq!(number(&sent, "connection_errors"), drops);
     assert_eq!(number(&sent["connection_error_kinds"], "closed"), drops);
     assert_eq!(number(&sent, "accepted"), 300 - drops);
+    assert_eq!(number(&received, "aborted_transactions"), 0);
     assert_eq!(id_log(&dir.path().join("d.sent")), id_log(&sink.ids));
 }

@@ -53,6 +53,8 @@ pub struct SinkOptions {
     pub tls_mode: crate::tls::TlsMode,
     /// Present unless `tls_mode` is `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Verify DKIM signatures against these keys (`--dkim-key`).
+    pub dkim: Option<Arc<crate::dkim::DkimVerifier>>,
 }
 
 /// What the threads share.

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 use postern::smtp::DataDecoder;
 
 use super::{Fault, ThreadState};
+use crate::dkim::DkimVerdict;
 use crate::message::{verify, Verdict};
 use crate::tls::{TlsMode, Wire};
 
@@ -66,6 +67,8 @@ enum End {
     Clean,
     /// The client vanished or broke the protocol inside a transaction.
     Aborted,
+    /// Cut on purpose by `--drop` (counted as an injected drop, not as aborted).
+    Dropped,
 }
 
 pub async fn serve(stream: TcpStream, state: Rc<RefCell<ThreadState>>) {
@@ -133,7 +136,7 @@ impl Session {
             phase = match phase {
                 Phase::Data(decoder) => match self.data(decoder).await {
                     Ok(Some(phase)) => phase,
-                    Ok(None) => return End::Aborted,
+                    Ok(None) => return End::Dropped,
                     Err(()) => return End::Aborted,
                 },
                 Phase::Command => match self.command_line().await {
@@ -326,6 +329,16 @@ impl Session {
             Fault::None => {}
         }
 
+        let dkim = self.state.borrow().options.dkim.clone();
+        if let Some(dkim) = dkim {
+            let verdict = dkim.verify(&self.body).await;
+            let report = &mut self.state.borrow_mut().report;
+            match verdict {
+                DkimVerdict::Pass => report.dkim_pass += 1,
+                DkimVerdict::Fail => report.dkim_fail += 1,
+                DkimVerdict::None => report.dkim_none += 1,
+            }
+        }
         self.state
             .borrow_mut()
             .accept(verify(&self.body), body_bytes);
