@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use postern::smtp::DataDecoder;
+use postern::smtp::{BodyFault, DataDecoder};
 
 use super::{Fault, ThreadState};
 use crate::dkim::DkimVerdict;
@@ -294,9 +294,9 @@ impl Session {
         let body_bytes = decoder.body_bytes();
         self.reset();
 
-        if verdict.is_err() {
-            // Only the size limit can fail here: bare line endings are accepted and lines are
-            // unlimited, since the sink measures rather than polices.
+        // Only the size limit refuses a body: bare line endings are accepted, lines are
+        // unlimited and NULs are let through, since the sink measures rather than polices.
+        if verdict == Err(BodyFault::TooBig) {
             self.output
                 .extend_from_slice(b"552 5.3.4 message exceeds the sink's --size-max\r\n");
             return Ok(Some(Phase::Command));
