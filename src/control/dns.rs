@@ -83,7 +83,7 @@ impl Dns {
             builder
         };
 
-        // LIMITATION(L10): answers are trusted as the servers give them (no DNSSEC), and none is
+        // LIMITATION(L14): answers are trusted as the servers give them (no DNSSEC), and none is
         // served past its TTL when the servers are down.
         set_cache_bounds(builder.options_mut());
         let resolver = builder
