@@ -12,7 +12,7 @@ shift || true
 rates=("$@")
 [ "${#rates[@]}" -gt 0 ] || rates=(500 1000 2000 3000)
 root=$(cd "$(dirname "$0")/.." && pwd)
-(cd "$root" && cargo build --release --quiet --bin postern -p postern-loadgen)
+(cd "$root" && cargo build --release --quiet --workspace)
 postern=$root/target/release/postern
 loadgen=$root/target/release/postern-loadgen
 work=$(mktemp -d /var/tmp/postern-latency-XXXXXX)
