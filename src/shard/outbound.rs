@@ -200,8 +200,7 @@ impl Outbound {
             state.workers.set(state.workers.get() + 1);
             let id = self.worker_ids.get() + 1;
             self.worker_ids.set(id);
-            let worker = worker(Rc::clone(queue), state, id);
-            glommio::spawn_local(worker).detach();
+            queue.spawn_background(worker(Rc::clone(queue), state, id));
         }
     }
 

@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::{Latency, Shares, TaskQueueHandle};
 use tracing::{debug, error, info, warn};
 
 use super::link::{ControlClient, ShardMetrics};
@@ -88,7 +89,13 @@ pub(crate) struct Queue {
     storage_full: Cell<bool>,
     /// Recipients by final or deferred outcome, and notifications queued, since start.
     pub(super) outcomes: OutcomeCounters,
+    /// The task queue of delivery, scheduling and reclaim: fewer shares than the sessions and
+    /// the committer in the default queue, so a busy shard answers its clients first.
+    background: TaskQueueHandle,
 }
+
+/// CPU shares of the background queue against the default queue's 1,000.
+const BACKGROUND_SHARES: usize = 250;
 
 #[derive(Default)]
 pub(super) struct OutcomeCounters {
@@ -158,10 +165,25 @@ impl Queue {
             spool_free_min_bytes: config.server.spool_free_min_bytes,
             storage_full: Cell::new(false),
             outcomes: OutcomeCounters::default(),
+            background: glommio::executor().create_task_queue(
+                Shares::Static(BACKGROUND_SHARES),
+                Latency::NotImportant,
+                "postern-delivery",
+            ),
         });
-        glommio::spawn_local(Rc::clone(&queue).schedule_loop(woken)).detach();
-        glommio::spawn_local(Rc::clone(&queue).reclaim_loop()).detach();
+        queue.spawn_background(Rc::clone(&queue).schedule_loop(woken));
+        queue.spawn_background(Rc::clone(&queue).reclaim_loop());
         queue
+    }
+
+    /// Runs `task` in the background queue (see `background`).
+    pub(super) fn spawn_background(&self, task: impl std::future::Future<Output = ()> + 'static) {
+        match glommio::spawn_local_into(task, self.background) {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(error) => error!(%error, "cannot start a delivery task"),
+        }
     }
 
     /// A message the session has just committed: it is due at once.
