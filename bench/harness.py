@@ -3,18 +3,22 @@
 
 Each repetition runs every scenario against every relay in turn, so drift on a shared machine
 hits all of them alike. The load comes from Postfix's smtp-source (a tool we did not write);
-the next hop is Postfix's smtp-sink. For each run it records accepted messages/s (until the
+the next hop is Postfix's smtp-sink. The same runs are repeated with postern-loadgen, whose
+report adds the ack latency. For each run it records accepted messages/s (until the
 load generator is done), delivered messages/s (until the sink has them all), the relay's CPU
 milliseconds per message, its peak resident memory, and for postern the spool syncs per
 message (from /metrics). The report gives the median and the spread (min-max) per scenario.
 
 Usage (root, Debian packages postfix installed; `just bench` does both):
     bench/harness.py [--repeat 3] [--messages 20000] [--scenarios a,b,c]
-                     [--relays postern,postfix] [--out bench/results/NAME.json]
+                     [--relays postern,postfix] [--load smtp-source|loadgen|both]
+                     [--out bench/results/NAME.json]
 
 Scenarios: a = 4 KiB, 50 sessions, a new connection per message; b = the same with connection
-reuse; c = 100 KiB messages. The DKIM (d, e), STARTTLS (f) and open-loop latency (g) scenarios
-need features that are not built yet and are reported as skipped, with the reason.
+reuse; c = 100 KiB messages; g = open loop (postern-loadgen only) at half of the closed-loop
+rate postern reached in b, for the ack latency. The DKIM (d, e) and STARTTLS (f) scenarios
+need features that are not built yet and are reported as skipped, with the reason. `--load`
+picks smtp-source, postern-loadgen or both (the default), so their figures can be compared.
 
 Durability as configured here: postern acknowledges after the group commit's fdatasync;
 Postfix fsyncs each queue file before its 250 (its normal setting).
@@ -36,6 +40,7 @@ import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 POSTERN = ROOT / "target" / "release" / "postern"
+LOADGEN = ROOT / "target" / "release" / "postern-loadgen"
 POSTFIX_INSTANCE = ROOT / "bench" / "postfix-instance.sh"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -49,8 +54,9 @@ SKIPPED = {
     "d": "Ed25519 DKIM signing is not built yet (docs/limitations.md, L6)",
     "e": "RSA-2048 DKIM signing is not built yet (docs/limitations.md, L6)",
     "f": "STARTTLS is not built yet (docs/limitations.md, L1)",
-    "g": "open-loop latency needs postern-loadgen's --rate mode",
 }
+OPEN_LOOP = {"title": "open loop at half of postern's peak (b), 4 KiB, reused connections",
+             "size": 4096, "reuse": True}
 SESSIONS = 50
 DRAIN_PATIENCE_S = 300
 
@@ -227,16 +233,32 @@ class Postfix:
 RELAYS = {"postern": Postern, "postfix": Postfix}
 
 
-def run_once(work, relay_class, scenario, messages):
+def load_command(tool, scenario, messages, port, json_path):
+    """The command that offers `messages` to 127.0.0.1:`port` as the scenario says."""
+    if tool == "smtp-source":
+        command = [SMTP_SOURCE, "-m", str(messages), "-s", str(SESSIONS), "-l", str(scenario["size"])]
+        if scenario["reuse"]:
+            command.append("-d")
+        return command + ["-f", "bench@source.test", "-t", "rcpt@sink.test", f"127.0.0.1:{port}"]
+    command = [
+        str(LOADGEN), "send", "--quiet", "--threads", "1", "--to", f"127.0.0.1:{port}",
+        "--messages", str(messages), "--concurrency", str(SESSIONS),
+        "--size", str(scenario["size"]), "--per-connection", "0" if scenario["reuse"] else "1",
+        "--json", str(json_path),
+    ]
+    if scenario.get("rate"):
+        command += ["--rate", str(scenario["rate"])]
+    return command
+
+
+def run_once(work, relay_class, scenario, messages, tool):
     sink = Sink(work)
     relay = relay_class(work, sink.port)
+    report_path = work / "loadgen.json"
     try:
         time.sleep(0.5)
         cpu_before = relay.cpu()
-        load = [SMTP_SOURCE, "-m", str(messages), "-s", str(SESSIONS), "-l", str(scenario["size"])]
-        if scenario["reuse"]:
-            load.append("-d")
-        load += ["-f", "bench@source.test", "-t", "rcpt@sink.test", f"127.0.0.1:{relay.port}"]
+        load = load_command(tool, scenario, messages, relay.port, report_path)
         started = time.monotonic()
         subprocess.run(load, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         accepted_s = time.monotonic() - started
@@ -248,14 +270,23 @@ def run_once(work, relay_class, scenario, messages):
         delivered_s = time.monotonic() - started
         cpu = relay.cpu() - cpu_before
         syncs = relay.syncs()
-        return {
+        result = {
             "accepted_per_s": messages / accepted_s,
             "delivered_per_s": delivered / delivered_s,
             "delivered": delivered,
             "relay_cpu_ms_per_message": cpu * 1000 / messages,
             "relay_peak_rss_kib": peak_rss_kib(relay.pids()),
             "syncs_per_message": None if syncs is None else syncs / messages,
+            "ack_p50_ms": None,
+            "ack_p99_ms": None,
         }
+        if tool == "loadgen":
+            report = json.loads(report_path.read_text())
+            reply = report["latency_data_reply"]
+            result["accepted_per_s"] = report["messages_per_second"]
+            result["ack_p50_ms"] = reply["p50_us"] / 1000
+            result["ack_p99_ms"] = reply["p99_us"] / 1000
+        return result
     finally:
         relay.stop()
         sink.stop()
@@ -274,6 +305,7 @@ def main():
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--scenarios", default="a,b,c,d,e,f,g")
     parser.add_argument("--relays", default="postern,postfix")
+    parser.add_argument("--load", default="both", choices=["smtp-source", "loadgen", "both"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
@@ -285,20 +317,36 @@ def main():
 
     chosen = args.scenarios.split(",")
     relays = args.relays.split(",")
+    tools = ["smtp-source", "loadgen"] if args.load == "both" else [args.load]
+    if "loadgen" in tools and not LOADGEN.exists():
+        sys.exit(f"{LOADGEN} is missing: run `cargo build --release --workspace`")
     work = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-", dir="/var/tmp"))
     work.chmod(0o755)  # Postfix's own user must reach its instance below it.
-    runs = {key: {relay: [] for relay in relays} for key in chosen if key in SCENARIOS}
+    keys = [key for key in chosen if key in SCENARIOS]
+    runs = {(key, tool): {relay: [] for relay in relays} for key in keys for tool in tools}
+    open_loop = "g" in chosen and "loadgen" in tools
+    if open_loop:
+        runs[("g", "loadgen")] = {relay: [] for relay in relays}
     try:
         for repetition in range(args.repeat):
-            for key in runs:
+            for (key, tool) in list(runs):
+                scenario = SCENARIOS.get(key)
+                if key == "g":
+                    # Half of the best closed-loop rate postern reached in (b) so far.
+                    peaks = [r["accepted_per_s"] for r in runs.get(("b", "loadgen"), {}).get("postern", [])]
+                    scenario = dict(OPEN_LOOP, rate=int(max(peaks, default=4000) / 2))
                 for relay in relays:
-                    result = run_once(work, RELAYS[relay], SCENARIOS[key], args.messages)
-                    runs[key][relay].append(result)
+                    result = run_once(work, RELAYS[relay], scenario, args.messages, tool)
+                    result["offered_per_s"] = scenario.get("rate")
+                    runs[(key, tool)][relay].append(result)
+                    latency = (
+                        f" p99 {result['ack_p99_ms']:.2f} ms" if result["ack_p99_ms"] is not None else ""
+                    )
                     print(
-                        f"[{repetition + 1}/{args.repeat}] {key} {relay:8} "
+                        f"[{repetition + 1}/{args.repeat}] {key} {tool:11} {relay:8} "
                         f"accepted {result['accepted_per_s']:7.0f}/s "
                         f"delivered {result['delivered_per_s']:7.0f}/s "
-                        f"cpu {result['relay_cpu_ms_per_message']:.3f} ms/msg",
+                        f"cpu {result['relay_cpu_ms_per_message']:.3f} ms/msg{latency}",
                         flush=True,
                     )
     finally:
@@ -309,19 +357,21 @@ def main():
         "machine": f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}",
         "messages": args.messages,
         "repeat": args.repeat,
-        "load": "smtp-source (Postfix 3.7), 50 sessions; next hop smtp-sink",
+        "load": "smtp-source (Postfix 3.7) and/or postern-loadgen, 50 sessions; next hop smtp-sink",
         "durability": {relay: RELAYS[relay].durability for relay in relays},
         "scenarios": {},
         "skipped": {key: SKIPPED[key] for key in chosen if key in SKIPPED},
     }
-    for key, by_relay in runs.items():
-        report["scenarios"][key] = {"title": SCENARIOS[key]["title"]}
+    for (key, tool), by_relay in runs.items():
+        title = OPEN_LOOP["title"] if key == "g" else SCENARIOS[key]["title"]
+        entry = report["scenarios"].setdefault(f"{key} ({tool})", {"title": title})
         for relay, results in by_relay.items():
-            report["scenarios"][key][relay] = {
-                metric: summarise([r[metric] for r in results])
-                for metric in results[0]
-                if metric != "delivered"
-            }
+            if results:
+                entry[relay] = {
+                    metric: summarise([r[metric] for r in results])
+                    for metric in results[0]
+                    if metric != "delivered"
+                }
     text = json.dumps(report, indent=2)
     if args.out:
         pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
