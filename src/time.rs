@@ -34,7 +34,7 @@ pub fn rfc5322_date(time: SystemTime) -> String {
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month 1..=12, day 1..=31), by the
 /// era-based method: 400-year eras of 146,097 days, with March as the first month so the leap
 /// day falls at the end of the year.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let shifted = days + 719_468;
     let era = shifted / 146_097;
     let day_of_era = shifted % 146_097;

@@ -76,10 +76,10 @@ impl QueueIndex {
     /// Applies one record found by a scan, in log order (generations ascending, segments
     /// ascending, offsets ascending). On error the index is unchanged.
     ///
-    /// BODY, SEAL and SEGMENT_KEY change nothing: a body matters only once a COMMIT names it, and a BODY
-    /// without a later COMMIT is garbage. Outcome and admin records for a queue id the index
-    /// does not hold are ignored, because the message may already have been final. A second
-    /// COMMIT for a live queue id with the same envelope is a copy written forward by
+    /// BODY, SEAL and SEGMENT_KEY change nothing: a body matters only once a COMMIT names it,
+    /// and a BODY without a later COMMIT is garbage. Outcome and admin records for a queue id
+    /// the index does not hold are ignored, because the message may already have been final. A
+    /// second COMMIT for a live queue id with the same envelope is a copy written forward by
     /// compaction: the message moves to it and keeps its pending recipients, hold and attempts.
     pub fn apply(
         &mut self,

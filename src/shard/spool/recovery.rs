@@ -18,7 +18,10 @@ use crate::spool::{
 /// A segment names a key that is not in the key directory: nothing in it can be read, and
 /// starting without it would lose its messages. Carried inside an `io::Error` from `recover`.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("spool segment {} is sealed with key `{key_id}`, which is not in the key directory", .path.display())]
+#[error(
+    "spool segment {} is sealed with key `{key_id}`, which is not in the key directory",
+    .path.display()
+)]
 pub struct MissingSpoolKey {
     pub key_id: String,
     pub path: PathBuf,
@@ -149,7 +152,12 @@ fn recover_segment(
                 offset,
             };
             if let Err(error) = recovered.index.apply(location, record_type, payload) {
-                warn!(path = %path.display(), offset = location.offset, %error, "undecodable record payload skipped");
+                warn!(
+                    path = %path.display(),
+                    offset = location.offset,
+                    %error,
+                    "undecodable record payload skipped"
+                );
             }
         }
         let crate::spool::ScanEnd::Bad { offset, reason } = scan.end else {
@@ -161,7 +169,12 @@ fn recover_segment(
             // of that batch may have reached the disk out of order, so nothing after the
             // damage is trusted here.
             recovered.torn_tails += 1;
-            info!(path = %path.display(), offset = damaged_at, ?reason, "torn tail after a crash; ignored");
+            info!(
+                path = %path.display(),
+                offset = damaged_at,
+                ?reason,
+                "torn tail after a crash; ignored"
+            );
             break;
         }
 
