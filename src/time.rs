@@ -11,6 +11,14 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// Formats `time` as an RFC 5322 date-time, e.g. `Thu, 03 Dec 2026 19:59:57 +0000`.
+/// Milliseconds since the Unix epoch, the unit of every time the spool records; 0 for a clock
+/// set before 1970.
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn rfc5322_date(time: SystemTime) -> String {
     let seconds = time
         .duration_since(UNIX_EPOCH)

@@ -11,8 +11,9 @@ use std::time::SystemTime;
 use tracing::{error, info};
 
 use super::link::{AdminReply, AdminRequest, QueueEntry, ShardStats};
-use super::queue::{unix_ms, Queue};
+use super::queue::Queue;
 use crate::spool::{AdminRecord, BodyLocation, QueuedMessage, RecordType};
+use crate::time::unix_ms;
 
 impl Queue {
     /// Carries out one admin request.

@@ -6,13 +6,14 @@
 //! the message size, and the COMMIT then lists those records as the body's extents. A message
 //! that is abandoned simply never gets its COMMIT: its BODY records are garbage to recovery.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::spool::{ShardSpool, SpoolFailure};
 use crate::smtp::Envelope;
 use crate::spool::{
     BodyLocation, BodyRecord, CommitRecord, Extent, RecordLocation, INLINE_BODY_MAX_BYTES,
 };
+use crate::time::unix_ms;
 
 /// Body bytes held in memory before they are written as a BODY record: the same bound that
 /// keeps an inline body inside its COMMIT, so a COMMIT always leaves room for its envelope.
@@ -86,10 +87,4 @@ impl SpoolMessage {
         });
         self.buffer.drain(..length);
     }
-}
-
-fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
 }

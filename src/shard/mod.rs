@@ -13,6 +13,7 @@ pub mod link;
 mod message;
 mod outbound;
 mod queue;
+mod reclaim;
 pub mod resolution;
 pub mod spool;
 

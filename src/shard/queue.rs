@@ -5,8 +5,10 @@
 //! same replay code (`QueueIndex::apply`) with the record the shard has just appended, so the
 //! live state and the state after a crash cannot drift apart. The scheduler task wakes at the
 //! earliest due time or when a message arrives, groups each due message's pending recipients by
-//! destination and hands them to `outbound`. Results come back here: DELIVERED and FAILED are
-//! appended as they arrive, one DEFERRED per attempt once every destination has answered.
+//! destination and hands them to `outbound`. Results come back here: DELIVERED is appended as
+//! it arrives; once every destination of the attempt has answered, the failed recipients are
+//! reported to the sender (`bounces`) and then recorded FAILED, and the rest get one DEFERRED
+//! with the next attempt's time. Segment reclaim and the spool limits live in `reclaim`.
 //!
 //! It lives on one shard thread and never blocks it; no borrow of the state is held across an
 //! await.
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::{Latency, Shares, TaskQueueHandle};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use super::link::{ControlClient, ShardMetrics};
 use super::outbound::{Job, Outbound};
@@ -29,6 +31,7 @@ use crate::delivery::client::{RecipientResult, Verdict};
 use crate::delivery::route::{Destination, Router};
 use crate::delivery::schedule::{NextAttempt, RetrySchedule};
 use crate::spool::{CommitRecord, OutcomeRecord, QueueIndex, RecordLocation, RecordType};
+use crate::time::unix_ms;
 
 /// Messages handed to delivery per scheduler round, so a large backlog after a restart is
 /// started in slices and new mail is not starved behind it.
@@ -38,7 +41,7 @@ const DISPATCH_BATCH_MAX: usize = 512;
 const IDLE_WAKEUP: Duration = Duration::from_secs(60);
 
 /// How often the reclaimer looks for segments that no live message needs.
-const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const RECLAIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What one delivery attempt of one message has produced so far.
 struct Attempt {
@@ -82,16 +85,21 @@ pub(crate) struct Queue {
     /// Messages whose sender has been told of the delay (not persisted: after a restart a
     /// sender may be told twice).
     warned: RefCell<HashSet<String>>,
-    /// This shard's share of `server.spool_size_max`, and `server.spool_free_min`.
-    spool_size_max_bytes: Option<u64>,
-    spool_free_min_bytes: u64,
-    /// Set while the spool is over a limit: sessions answer MAIL and RCPT with 452.
-    storage_full: Cell<bool>,
+    pub(super) storage: StorageLimits,
     /// Recipients by final or deferred outcome, and notifications queued, since start.
     pub(super) outcomes: OutcomeCounters,
     /// The task queue of delivery, scheduling and reclaim: fewer shares than the sessions and
     /// the committer in the default queue, so a busy shard answers its clients first.
     background: TaskQueueHandle,
+}
+
+/// The spool limits of this shard and whether it is over them (see `reclaim`).
+pub(super) struct StorageLimits {
+    /// This shard's share of `server.spool_size_max`.
+    pub size_max_bytes: Option<u64>,
+    pub free_min_bytes: u64,
+    /// Set while the spool is over a limit: sessions answer MAIL and RCPT with 452.
+    pub full: Cell<bool>,
 }
 
 /// CPU shares of the background queue against the default queue's 1,000.
@@ -158,12 +166,14 @@ impl Queue {
             hostname: config.server.hostname.clone(),
             delay_warning: config.delivery.delay_warning,
             warned: RefCell::new(HashSet::new()),
-            spool_size_max_bytes: config
-                .server
-                .spool_size_max_bytes
-                .map(|total| total / shard_count(config)),
-            spool_free_min_bytes: config.server.spool_free_min_bytes,
-            storage_full: Cell::new(false),
+            storage: StorageLimits {
+                size_max_bytes: config
+                    .server
+                    .spool_size_max_bytes
+                    .map(|total| total / shard_count(config)),
+                free_min_bytes: config.server.spool_free_min_bytes,
+                full: Cell::new(false),
+            },
             outcomes: OutcomeCounters::default(),
             background: glommio::executor().create_task_queue(
                 Shares::Static(BACKGROUND_SHARES),
@@ -564,6 +574,34 @@ impl Queue {
         })
     }
 
+    /// Adds the segments the spool created since the last call, and returns those before the
+    /// oldest one still needed: by a queued message, as the one being written, or as the first
+    /// quarantined segment.
+    pub(super) fn reclaimable_segments(&self) -> Vec<(u64, u64)> {
+        let created = self.spool.take_created_segments();
+        let write_position = self.spool.write_position();
+        let mut state = self.state.borrow_mut();
+        let generation = write_position.0;
+        state
+            .segments
+            .extend(created.into_iter().map(|segment| (generation, segment)));
+        let boundary = state
+            .index
+            .oldest_live_segment()
+            .unwrap_or((u64::MAX, u64::MAX))
+            .min(write_position)
+            .min(state.quarantine_boundary.unwrap_or((u64::MAX, u64::MAX)));
+        state.segments.range(..boundary).copied().collect()
+    }
+
+    /// A segment file is gone.
+    pub(super) fn forget_segment(&self, generation: u64, segment: u64) {
+        self.state
+            .borrow_mut()
+            .segments
+            .remove(&(generation, segment));
+    }
+
     /// Segment files not yet reclaimed.
     pub(super) fn segment_count(&self) -> usize {
         self.state.borrow().segments.len()
@@ -605,89 +643,8 @@ impl Queue {
             queue_messages: state.index.len() as u64,
             spool_segments: state.segments.len() as u64,
             spool_quarantined_segments: state.quarantined_segments as u64,
-            spool_full: self.storage_full.get(),
+            spool_full: self.storage.full.get(),
             ..ShardMetrics::default()
-        }
-    }
-
-    /// Whether new mail must be refused for lack of space (see `check_storage`).
-    pub fn storage_full(&self) -> bool {
-        self.storage_full.get()
-    }
-
-    /// Decides whether the spool may take new mail: the segments this shard holds reserve
-    /// whole segment files, which must stay within its share of `spool_size_max`, and the file
-    /// system must keep `spool_free_min` free. Logs each change of state once.
-    fn check_storage(&self) {
-        let reserved = self.segment_count() as u64 * self.spool.segment_bytes();
-        let over_size = self.spool_size_max_bytes.is_some_and(|max| reserved >= max);
-        let free = free_bytes(&self.spool.shard_directory());
-        let low_space = free.is_some_and(|free| free < self.spool_free_min_bytes);
-
-        let full = over_size || low_space;
-        if full == self.storage_full.replace(full) {
-            return;
-        }
-        if full {
-            warn!(
-                reserved_bytes = reserved,
-                limit_bytes = self.spool_size_max_bytes,
-                free_bytes = free,
-                free_min_bytes = self.spool_free_min_bytes,
-                "spool full: new mail is refused with 452 4.3.1 until space is reclaimed; \
-                 raise server.spool_size_max or free disk space"
-            );
-        } else {
-            info!(
-                reserved_bytes = reserved,
-                free_bytes = free,
-                "spool has room again: accepting mail"
-            );
-        }
-    }
-
-    /// Deletes segment files before the oldest one a live message still needs. Only a prefix of
-    /// the log is ever deleted (see `QueueIndex::live_segments` for why), and never the segment
-    /// being written.
-    async fn reclaim_loop(self: Rc<Self>) {
-        loop {
-            glommio::timer::sleep(RECLAIM_INTERVAL).await;
-            let created = self.spool.take_created_segments();
-            let generation = self.spool.write_position().0;
-            let reclaimable: Vec<(u64, u64)> = {
-                let mut state = self.state.borrow_mut();
-                state
-                    .segments
-                    .extend(created.into_iter().map(|segment| (generation, segment)));
-                let boundary = state
-                    .index
-                    .oldest_live_segment()
-                    .unwrap_or((u64::MAX, u64::MAX))
-                    .min(self.spool.write_position())
-                    .min(state.quarantine_boundary.unwrap_or((u64::MAX, u64::MAX)));
-                state.segments.range(..boundary).copied().collect()
-            };
-            self.check_storage();
-            for (generation, segment) in reclaimable {
-                match self.spool.remove_segment(generation, segment).await {
-                    Ok(()) => {
-                        self.state
-                            .borrow_mut()
-                            .segments
-                            .remove(&(generation, segment));
-                        debug!(generation, segment, "spool segment reclaimed");
-                    }
-                    Err(error) => {
-                        warn!(
-                            generation,
-                            segment,
-                            %error,
-                            "cannot delete a reclaimable spool segment; will retry"
-                        );
-                        break;
-                    }
-                }
-            }
         }
     }
 }
@@ -722,23 +679,10 @@ fn shard_count(config: &Config) -> u64 {
     }
 }
 
-/// Bytes available to unprivileged users on the file system holding `path`. statvfs reads
-/// the file system's in-memory counters; it does not wait for the disk.
-fn free_bytes(path: &std::path::Path) -> Option<u64> {
-    let stats = nix::sys::statvfs::statvfs(path).ok()?;
-    Some(stats.blocks_available() as u64 * stats.fragment_size() as u64)
-}
-
 fn seed(shard: usize) -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos() as u64)
         .unwrap_or(0);
     (nanos ^ (shard as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
-}
-
-pub(crate) fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
 }
