@@ -31,10 +31,11 @@ fuzz target="command_parser" seconds="60":
 crash-soak trials="300":
     POSTERN_CRASH_TRIALS={{trials}} cargo test --release --test crash_recovery -- --nocapture
 
-# Side-by-side benchmark: postern and Postfix relaying to smtp-sink, interleaved (needs root;
+# Side-by-side benchmark: postern, Postfix and Exim relaying to smtp-sink, interleaved (needs root;
 # installs Postfix from Debian). Results go to bench/results/ and are summarised in
 # docs/benchmarks.md.
 bench repeat="3" messages="20000":
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix
     cargo build --release --workspace
-    python3 bench/harness.py --repeat {{repeat}} --messages {{messages}} --out bench/results/latest.json
+    python3 bench/harness.py --repeat {{repeat}} --messages {{messages}} --relays postern,postfix,exim \
+        --out bench/results/latest.json
