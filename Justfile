@@ -37,5 +37,4 @@ crash-soak trials="300":
 bench repeat="3" messages="20000":
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postfix
     cargo build --release --workspace
-    python3 bench/harness.py --repeat {{repeat}} --messages {{messages}} --relays postern,postfix,exim \
-        --out bench/results/latest.json
+    python3 bench/harness.py --repeat {{repeat}} --messages {{messages}} --relays postern,postfix,exim --out bench/results/latest.json
