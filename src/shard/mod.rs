@@ -8,6 +8,7 @@
 
 mod admin;
 mod bounces;
+mod compaction;
 mod connection;
 pub mod link;
 mod message;

@@ -594,6 +594,34 @@ impl Queue {
         state.segments.range(..boundary).copied().collect()
     }
 
+    /// The messages pinning the oldest needed segment, when reclaim is stuck behind it: that
+    /// segment trails the write position by at least `lag` held segments and at most
+    /// `messages_max` messages (none of them being delivered right now) need it.
+    pub(super) fn pinned_messages(&self, lag: usize, messages_max: usize) -> Option<Vec<String>> {
+        let state = self.state.borrow();
+        let oldest = state.index.oldest_live_segment()?;
+        if state.segments.range(oldest..).count() < lag {
+            return None;
+        }
+        let pinning: Vec<String> = state
+            .index
+            .iter()
+            .filter(|message| message.references(oldest))
+            .map(|message| message.commit.queue_id.clone())
+            .take(messages_max + 1)
+            .collect();
+        let busy = pinning.iter().any(|id| state.in_flight.contains_key(id));
+        (pinning.len() <= messages_max && !busy).then_some(pinning)
+    }
+
+    /// Moves a queued message to its copy written forward by compaction.
+    pub(super) fn move_to_copy(&self, location: RecordLocation, copy: CommitRecord) {
+        let queue_id = copy.queue_id.clone();
+        if let Err(error) = self.state.borrow_mut().index.insert_commit(location, copy) {
+            error!(%queue_id, %error, "a copied message could not replace its original");
+        }
+    }
+
     /// A segment file is gone.
     pub(super) fn forget_segment(&self, generation: u64, segment: u64) {
         self.state

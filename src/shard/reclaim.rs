@@ -61,6 +61,7 @@ impl Queue {
             glommio::timer::sleep(RECLAIM_INTERVAL).await;
             let reclaimable = self.reclaimable_segments();
             self.check_storage();
+            self.compact().await;
             for (generation, segment) in reclaimable {
                 match self.spool.remove_segment(generation, segment).await {
                     Ok(()) => {

@@ -48,6 +48,11 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
+    /// Whether this message needs the segment `(generation, segment)`.
+    pub fn references(&self, segment: (u64, u64)) -> bool {
+        self.segments().contains(&segment)
+    }
+
     /// Segments this message needs to stay readable: its COMMIT's and every body extent's.
     fn segments(&self) -> BTreeSet<(u64, u64)> {
         let mut segments = BTreeSet::from([self.location.segment_key()]);
