@@ -99,7 +99,13 @@ fn recover_segment(
     place: &SegmentPlace<'_>,
 ) -> io::Result<()> {
     let (generation, segment, path) = (place.generation, place.segment, place.path);
-    let bytes = std::fs::read(path)?;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        // Only `postern spool export` reads a spool that a running relay may be reclaiming;
+        // a segment deleted between the listing and the read held finished messages only.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
     recovered.segments += 1;
     recovered.segment_files.push((generation, segment));
     recovered.bytes += bytes.len() as u64;
