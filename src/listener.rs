@@ -47,7 +47,7 @@ fn bind_one(
     let mut per_shard = Vec::with_capacity(cpus.len());
 
     for &cpu in cpus {
-        let socket = bind_socket(address, listener.backlog, cpu)
+        let socket = bind_reuseport(address, listener.backlog, Some(cpu))
             .map_err(|error| bind_failure(listener.address, error, "listener.address"))?;
 
         // With port 0 the first bind picks a port; the other shards must share that one.
@@ -68,7 +68,10 @@ fn bind_one(
     })
 }
 
-fn bind_socket(address: SocketAddr, backlog: u32, cpu: usize) -> io::Result<Socket> {
+/// A non-blocking listening socket on `address` with SO_REUSEADDR and SO_REUSEPORT (so each
+/// thread of a process can hold its own), IPv6-only for IPv6 addresses, and, with `cpu`,
+/// SO_INCOMING_CPU. Shared with postern-loadgen's sink.
+pub fn bind_reuseport(address: SocketAddr, backlog: u32, cpu: Option<usize>) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
@@ -81,7 +84,9 @@ fn bind_socket(address: SocketAddr, backlog: u32, cpu: usize) -> io::Result<Sock
     }
 
     // A hint, not a contract: the kernel may still deliver elsewhere, which is harmless.
-    socket.set_cpu_affinity(cpu)?;
+    if let Some(cpu) = cpu {
+        socket.set_cpu_affinity(cpu)?;
+    }
 
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;

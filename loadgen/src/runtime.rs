@@ -3,8 +3,8 @@
 //! nothing, like the relay's shards. A thread is pinned to a core when the user asked for a set
 //! of cores, or when there is one thread per online core (thread-per-core); otherwise the kernel
 //! places it, so that a sender and a sink on one small box do not fight over one pinned core.
-//! Listening sockets are made here with socket2 (SO_REUSEPORT, one per thread) before any
-//! executor starts, so a taken port fails at start-up.
+//! Listening sockets are made here with the relay's `listener::bind_reuseport` (SO_REUSEPORT,
+//! one per thread) before any executor starts, so a taken port fails at start-up.
 
 use std::future::Future;
 use std::io;
@@ -13,14 +13,13 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
-use socket2::{Domain, Protocol, Socket, Type};
 
 /// Memory each executor registers with io_uring. It is locked memory (RLIMIT_MEMLOCK, 8 MiB on
 /// many hosts) and loadgen does no file I/O through io_uring, so it stays small.
 const IO_MEMORY_BYTES: usize = 512 * 1024;
 
 /// Backlog of each listening socket: enough for a burst of new connections from many sessions.
-const LISTEN_BACKLOG: i32 = 4096;
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// How the threads are placed on cores.
 #[derive(Clone, Debug)]
@@ -103,12 +102,13 @@ pub fn bind_listeners(
     let mut address = address;
     let mut sockets = Vec::with_capacity(threads);
     for _ in 0..threads {
-        let socket = bind_one(address).map_err(|error| {
-            anyhow::anyhow!(
-                "cannot listen on {address}: {error}; stop whatever holds the port \
+        let socket =
+            postern::listener::bind_reuseport(address, LISTEN_BACKLOG, None).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot listen on {address}: {error}; stop whatever holds the port \
                  (`ss -ltnp`) or pick another --listen address"
-            )
-        })?;
+                )
+            })?;
         if address.port() == 0 {
             address = socket.local_addr()?.as_socket().ok_or_else(|| {
                 anyhow::anyhow!("cannot read back the address bound for {address}")
@@ -117,23 +117,6 @@ pub fn bind_listeners(
         sockets.push(OwnedFd::from(socket));
     }
     Ok((address, sockets))
-}
-
-fn bind_one(address: SocketAddr) -> io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(address),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if address.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket)
 }
 
 /// Wraps a socket from `bind_listeners` for the calling executor.
