@@ -139,7 +139,8 @@ impl CheckReport {
             self.sent, self.received, self.delivered
         );
         println!(
-            "  lost {}  corrupted {}  duplicated {} ({} extra copies)  unexpected {}  sent twice {}",
+            "  lost {}  corrupted {}  duplicated {} ({} extra copies)  unexpected {}  \
+             sent twice {}",
             self.lost,
             self.corrupted,
             self.duplicated,

@@ -194,7 +194,8 @@ struct SinkArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Verify DKIM signatures against the key of `selector._domainkey.domain`, whose DNS TXT
-    /// record text (`v=DKIM1; k=…; p=…`) is in FILE. Repeat for several keys; DNS is never used.
+    /// record text (`v=DKIM1; k=…; p=…`) is in FILE. Repeat for several keys; DNS is never
+    /// used.
     #[arg(long, value_name = "NAME=FILE")]
     dkim_key: Vec<String>,
 }

@@ -200,7 +200,10 @@ impl SendReport {
             self.elapsed_seconds
         );
         if self.mode == "open" {
-            println!("  latency counted from each message's intended start (coordinated omission corrected)");
+            println!(
+                "  latency counted from each message's intended start \
+                 (coordinated omission corrected)"
+            );
         }
         println!("{}", self.latency_connect.line("connect"));
         println!("{}", self.latency_data_reply.line("data reply"));

@@ -753,7 +753,8 @@ mod tests {
         write("2026-01.key", &[1; 32]);
         write("2026-02.key", "ff".repeat(32).as_bytes());
         let good = format!(
-            "[server]\nspool_keys = \"{}\"\nspool_key = \"2026-02\"\n\n[[listener]]\naddress = \"127.0.0.1:25\"\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n",
+            "[server]\nspool_keys = \"{}\"\nspool_key = \"2026-02\"\n\n\
+             [[listener]]\naddress = \"127.0.0.1:25\"\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n",
             keys.path().display()
         );
         let config = parse_test(&good).unwrap();
@@ -771,7 +772,8 @@ mod tests {
         write("broken.key", b"short");
         let bad = good.replace("2026-02\"", "bad/id\"");
         assert_eq!(error_keys(&bad), ["server.spool_key", "server.spool_keys"]);
-        let unset = "[server]\nspool_key = \"a\"\n\n[[listener]]\naddress = \"127.0.0.1:25\"\n\n[[route]]\ndomains = [\"*\"]\nmx = true\n";
+        let unset = "[server]\nspool_key = \"a\"\n\n[[listener]]\naddress = \"127.0.0.1:25\"\n\n\
+                     [[route]]\ndomains = [\"*\"]\nmx = true\n";
         assert_eq!(error_keys(unset), ["server.spool_key"]);
     }
 
