@@ -104,6 +104,7 @@ fn render(
         .map(|&index| index as usize)
         .collect();
     write_envelope(&mut out, &message.commit.envelope, &pending);
+    out.extend_from_slice(&message.commit.header_prefix);
     match &message.commit.body {
         BodyLocation::Inline(bytes) => out.extend_from_slice(bytes),
         BodyLocation::Extents(extents) => {

@@ -109,7 +109,7 @@ impl Queue {
                     queue_id: commit.queue_id.clone(),
                     shard,
                     arrival_unix_ms: commit.received_at_unix_ms,
-                    size_bytes: stored_size(&commit.body),
+                    size_bytes: commit.header_prefix.len() as u64 + stored_size(&commit.body),
                     sender: commit.envelope.mail_from.clone(),
                     recipients: message
                         .pending

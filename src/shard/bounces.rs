@@ -25,21 +25,23 @@ impl Queue {
                 let commit = &message.commit;
                 (
                     commit.envelope.clone(),
+                    commit.header_prefix.clone(),
                     commit.body.clone(),
                     commit.received_at_unix_ms,
                 )
             })
         });
-        let Some((envelope, body, received)) = original else {
+        let Some((envelope, header_prefix, body, received)) = original else {
             return;
         };
         if envelope.mail_from.is_empty() {
             return; // A bounce itself: never answered (RFC 5321 §6.1).
         }
-        let content = match body {
-            BodyLocation::Inline(bytes) => bytes,
+        let mut content = header_prefix;
+        match body {
+            BodyLocation::Inline(bytes) => content.extend_from_slice(&bytes),
             BodyLocation::Extents(extents) => match self.spool.read_extents(&extents).await {
-                Ok(content) => content,
+                Ok(body) => content.extend_from_slice(&body),
                 Err(error) => {
                     error!(
                         %queue_id,

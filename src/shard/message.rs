@@ -24,6 +24,7 @@ pub struct SpoolMessage {
     received_at_unix_ms: u64,
     buffer: Vec<u8>,
     extents: Vec<Extent>,
+    header_prefix: Vec<u8>,
     spool: ShardSpool,
 }
 
@@ -37,6 +38,7 @@ impl SpoolMessage {
             received_at_unix_ms: unix_ms(SystemTime::now()),
             buffer,
             extents: Vec::new(),
+            header_prefix: Vec::new(),
             spool: spool.clone(),
         }
     }
@@ -48,6 +50,13 @@ impl SpoolMessage {
         while self.buffer.len() >= BODY_CHUNK_BYTES {
             self.write_chunk(BODY_CHUNK_BYTES).await;
         }
+    }
+
+    /// Adds header fields that can only be written once the whole message is known (a
+    /// signature, verification results). They are stored in the COMMIT and go out first.
+    #[allow(dead_code)] // Called by DKIM signing and inbound verification as they land.
+    pub fn prepend_header(&mut self, field: &[u8]) {
+        self.header_prefix.extend_from_slice(field);
     }
 
     /// Writes the COMMIT and waits until it is durable; returns the record and where it lies.
@@ -67,6 +76,7 @@ impl SpoolMessage {
             queue_id: std::mem::take(&mut self.queue_id),
             received_at_unix_ms: self.received_at_unix_ms,
             envelope: envelope.clone(),
+            header_prefix: std::mem::take(&mut self.header_prefix),
             body,
         };
         let location = self.spool.commit(&record).await?;

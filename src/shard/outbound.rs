@@ -42,6 +42,8 @@ pub(crate) struct Job {
     /// Indices into `envelope.rcpt_to`.
     pub recipients: Vec<u32>,
     pub envelope: Rc<Envelope>,
+    /// Header fields stored apart from the body; they go out first.
+    pub header_prefix: Rc<[u8]>,
     pub body: Rc<BodyLocation>,
     /// 1 for the first attempt.
     pub attempt: u32,
@@ -421,17 +423,19 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
 /// The message as it goes out, or the verdict that keeps it from going: it cannot be read
 /// back (deferred), or it has looped (failed).
 async fn prepare(queue: &Queue, job: &Job) -> Result<Vec<u8>, (Verdict, &'static str, String)> {
-    let content = match job.body.as_ref() {
-        BodyLocation::Inline(bytes) => bytes.clone(),
+    let mut content = job.header_prefix.to_vec();
+    match job.body.as_ref() {
+        BodyLocation::Inline(bytes) => content.extend_from_slice(bytes),
         // LIMITATION(L12): the whole message is read into memory for the attempt.
         BodyLocation::Extents(extents) => {
-            queue.spool.read_extents(extents).await.map_err(|error| {
+            let body = queue.spool.read_extents(extents).await.map_err(|error| {
                 warn!(queue_id = %job.queue_id, %error, "cannot read a queued message back");
                 let detail = format!("local error reading the queued message: {error}");
                 (Verdict::Deferred, "4.3.0", detail)
-            })?
+            })?;
+            content.extend_from_slice(&body);
         }
-    };
+    }
 
     let hops = received_count(&content);
     let limit = queue.outbound.received_max;

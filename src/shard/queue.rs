@@ -305,6 +305,7 @@ impl Queue {
                 }
             }
             let envelope = Rc::new(message.commit.envelope.clone());
+            let header_prefix: Rc<[u8]> = Rc::from(message.commit.header_prefix.as_slice());
             let body = Rc::new(message.commit.body.clone());
             let attempt = message.attempts + 1;
             let delay_ms = now.saturating_sub(message.commit.received_at_unix_ms);
@@ -315,6 +316,7 @@ impl Queue {
                     destination,
                     recipients,
                     envelope: Rc::clone(&envelope),
+                    header_prefix: Rc::clone(&header_prefix),
                     body: Rc::clone(&body),
                     attempt,
                     delay: Duration::from_millis(delay_ms),

@@ -329,6 +329,7 @@ mod tests {
             queue_id: queue_id.into(),
             received_at_unix_ms: 1_000,
             envelope,
+            header_prefix: Vec::new(),
             body,
         }
         .encode(&mut payload);

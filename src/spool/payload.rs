@@ -11,7 +11,7 @@
 //! COMMIT   version, queue_id str, received_at u64, helo str, mail_from str, body_type u8,
 //!          smtputf8 bool, declared_size option u64, ret option u8, envid option str,
 //!          count × (address str, notify option u8 bitmask, orcpt option str),
-//!          body tag u8: 0 inline bytes | 1 count × (generation u64, segment u64, offset u64,
+//!          header_prefix bytes, body tag u8: 0 inline bytes | 1 count × (generation u64, segment u64, offset u64,
 //!          length u32)
 //! BODY     version, queue_id str, chunk (the rest of the payload, unprefixed)
 //! outcome  version, queue_id str, count × recipient u32, detail str, next_attempt option u64
@@ -68,6 +68,10 @@ pub struct CommitRecord {
     pub queue_id: String,
     pub received_at_unix_ms: u64,
     pub envelope: Envelope,
+    /// Header fields written at the end of data, when the whole message is known
+    /// (`DKIM-Signature:`, `Authentication-Results:`). They go out before the stored content,
+    /// which already begins with our `Received:`; usually empty.
+    pub header_prefix: Vec<u8>,
     pub body: BodyLocation,
 }
 
@@ -167,6 +171,7 @@ impl CommitRecord {
             put_option(out, recipient.orcpt.as_deref(), put_str);
         }
 
+        put_bytes(out, &self.header_prefix);
         match &self.body {
             BodyLocation::Inline(message) => {
                 put_u8(out, BODY_INLINE);
@@ -191,12 +196,14 @@ impl CommitRecord {
         let queue_id = reader.string("queue_id")?;
         let received_at_unix_ms = reader.u64("received_at")?;
         let envelope = read_envelope(&mut reader)?;
+        let header_prefix = reader.bytes("header_prefix")?.to_vec();
         let body = read_body_location(&mut reader)?;
         reader.finish()?;
         Ok(CommitRecord {
             queue_id,
             received_at_unix_ms,
             envelope,
+            header_prefix,
             body,
         })
     }
@@ -468,6 +475,7 @@ mod tests {
             queue_id: "0A1B2C3D4E5F".into(),
             received_at_unix_ms: 1_760_000_000_123,
             envelope: sample_envelope(),
+            header_prefix: b"DKIM-Signature: v=1; a=ed25519-sha256\r\n".to_vec(),
             body: BodyLocation::Inline(b"Received: from x\r\n\r\nHello\r\n".to_vec()),
         });
     }
@@ -478,6 +486,7 @@ mod tests {
             queue_id: "Q2".into(),
             received_at_unix_ms: 0,
             envelope: Envelope::default(),
+            header_prefix: Vec::new(),
             body: BodyLocation::Extents(vec![
                 Extent {
                     generation: 3,
@@ -497,6 +506,7 @@ mod tests {
             queue_id: String::new(),
             received_at_unix_ms: u64::MAX,
             envelope: Envelope::default(),
+            header_prefix: Vec::new(),
             body: BodyLocation::Extents(Vec::new()),
         });
     }
@@ -581,6 +591,7 @@ mod tests {
             queue_id: "Q".into(),
             received_at_unix_ms: 1,
             envelope: Envelope::default(),
+            header_prefix: Vec::new(),
             body: BodyLocation::Inline(Vec::new()),
         };
         payload.clear();
@@ -698,9 +709,11 @@ mod tests {
             queue_id in ".*",
             received_at_unix_ms in any::<u64>(),
             envelope in envelope_strategy(),
+            header_prefix in prop::collection::vec(any::<u8>(), 0..100),
             body in body_location_strategy(),
         ) {
-            let commit = CommitRecord { queue_id, received_at_unix_ms, envelope, body };
+            let commit =
+                CommitRecord { queue_id, received_at_unix_ms, envelope, header_prefix, body };
             let mut payload = Vec::new();
             commit.encode(&mut payload);
             prop_assert_eq!(CommitRecord::decode(&payload), Ok(commit));

@@ -343,6 +343,7 @@ mod tests {
                 ret: None,
                 envid: None,
             },
+            header_prefix: Vec::new(),
             body: BodyLocation::Inline(b"Subject: hi\r\n\r\nhello\r\n".to_vec()),
         };
         let mut payload = Vec::new();
