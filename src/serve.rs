@@ -14,11 +14,13 @@ use std::sync::Arc;
 use nix::sys::resource::{getrlimit, Resource};
 use tracing::info;
 
-use crate::config::{AuthMode, Config, TlsMode};
+use crate::config::{AuthMode, Config};
+use crate::control::reload::Reloadable;
 use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
+use crate::tls::InboundTls;
 
 /// Runs the relay until it is told to stop.
 pub fn serve(mut config: Config) -> Result<(), Fatal> {
@@ -49,6 +51,13 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
     let config = Arc::new(config);
 
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => Some(Arc::new(
+            InboundTls::load(tls, &config.source).map_err(|errors| Fatal::config(&errors))?,
+        )),
+    };
+
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
@@ -58,6 +67,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         config.server.shutdown_timeout,
         &config.dns,
         admin_address,
+        Reloadable { tls: tls.clone() },
     )?;
 
     let specs = shard_links
@@ -71,6 +81,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
                 .map(|listener| listener.per_shard.remove(0))
                 .collect(),
             link,
+            tls: tls.clone(),
         })
         .collect();
     let shards = match Shards::start(Arc::clone(&config), specs) {
@@ -96,15 +107,15 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
 /// start is better than silently serving in clear text on a port meant for TLS.
 fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
     for (index, listener) in config.listeners.iter().enumerate() {
-        // LIMITATION(L1): no TLS and no AUTH yet.
-        if listener.tls != TlsMode::None || listener.auth != AuthMode::None {
+        // LIMITATION(L1): no AUTH yet.
+        if listener.auth != AuthMode::None {
             return Err(Fatal::new(
                 ExitReason::ConfigInvalid,
                 format!(
-                    "{}: listener[{index}]: tls and auth are not available in this build yet",
+                    "{}: listener[{index}]: auth is not available in this build yet",
                     config.source
                 ),
-                "set tls = \"none\" and auth = \"none\" on that listener (docs/limitations.md, L1)",
+                "set auth = \"none\" on that listener (docs/limitations.md, L1)",
             ));
         }
     }

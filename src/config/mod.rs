@@ -31,7 +31,7 @@ pub use model::*;
 pub use names::domain_matches;
 pub use units::{parse_duration, parse_size_bytes};
 
-use error::Errors;
+pub(crate) use error::Errors;
 use sections::SystemHostname;
 use walk::Fields;
 
@@ -106,7 +106,12 @@ fn parse_with_hostname(
     let admin = sections::admin(&mut errors, fields.get("admin"));
     let log = sections::log(&mut errors, fields.get("log"));
 
-    cross::listeners(&mut errors, &listeners, fields.get("tls").is_some());
+    cross::listeners(
+        &mut errors,
+        &listeners,
+        fields.get("tls").is_some(),
+        tls.as_ref(),
+    );
     cross::routes(&mut errors, &routes);
     cross::dkim(&mut errors, &dkim);
     cross::admin(&mut errors, admin.as_ref(), &listeners);
@@ -786,7 +791,7 @@ mod tests {
             "source=test.toml server{hostname=relay.test spool=./postern-spool shards=auto \
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
              spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
-             listener[0]{address=127.0.0.1:2525 tls=none auth=none backlog=4096} \
+             listener[0]{address=127.0.0.1:2525 tls=none auth=none client_certificates=false backlog=4096} \
              relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \
              recipients_max=1000 bad_commands_max=20 greeting_delay=0s command_timeout=5m \

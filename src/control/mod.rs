@@ -8,10 +8,12 @@
 //! administration and delivery but never acceptance.
 
 pub mod dns;
+pub mod reload;
 
 mod admin;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ use crate::config::DnsConfig;
 use crate::fatal::Fatal;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
 use dns::Dns;
+use reload::Reloadable;
 
 /// A running control thread.
 pub struct Control {
@@ -31,13 +34,15 @@ pub struct Control {
 
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
-    /// `shutdown_timeout`; a second signal shortens the deadline to now. DNS questions are
-    /// answered with the resolvers of `dns_config`; the admin API listens on `admin_address`.
+    /// `shutdown_timeout`; a second signal shortens the deadline to now; SIGHUP reloads what
+    /// `reloadable` holds. DNS questions are answered with the resolvers of `dns_config`; the
+    /// admin API listens on `admin_address`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
         dns_config: &DnsConfig,
         admin_address: Option<SocketAddr>,
+        reloadable: Reloadable,
     ) -> Result<Control, Fatal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -74,11 +79,13 @@ impl Control {
         let thread = std::thread::Builder::new()
             .name("postern-control".into())
             .spawn(move || {
+                let reloadable = Arc::new(reloadable);
                 if let Some(listener) = admin_listener {
                     let shards = link.shards.clone();
-                    runtime.spawn(admin::serve(listener, shards));
+                    runtime.spawn(admin::serve(listener, shards, Arc::clone(&reloadable)));
                 }
-                runtime.block_on(run(link, signals, dns, shutdown_timeout, stop_rx));
+                let control = run(link, signals, dns, &reloadable, shutdown_timeout, stop_rx);
+                runtime.block_on(control);
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -102,6 +109,13 @@ impl Control {
 struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum SignalRequest {
+    Shutdown(&'static str),
+    Reload,
 }
 
 impl Signals {
@@ -114,13 +128,15 @@ impl Signals {
         Ok(Signals {
             terminate: install(SignalKind::terminate())?,
             interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    async fn next(&mut self) -> SignalRequest {
         tokio::select! {
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => SignalRequest::Shutdown("SIGTERM"),
+            _ = self.interrupt.recv() => SignalRequest::Shutdown("SIGINT"),
+            _ = self.hangup.recv() => SignalRequest::Reload,
         }
     }
 }
@@ -129,6 +145,7 @@ async fn run(
     link: ControlLink,
     mut signals: Signals,
     dns: Dns,
+    reloadable: &Reloadable,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -139,7 +156,15 @@ async fn run(
                 Ok(request) => answer(&dns, request),
                 Err(_) => break,
             },
-            name = signals.next() => {
+            request = signals.next() => {
+                let name = match request {
+                    SignalRequest::Reload => {
+                        info!(signal = "SIGHUP", "reloading");
+                        reloadable.reload("SIGHUP");
+                        continue;
+                    }
+                    SignalRequest::Shutdown(name) => name,
+                };
                 let deadline = if shutdown_requested {
                     info!(signal = name, "second signal: sessions are closed now");
                     Instant::now()

@@ -17,6 +17,7 @@ mod queue;
 mod reclaim;
 pub mod resolution;
 pub mod spool;
+mod stream;
 
 use std::cell::Cell;
 use std::io;
@@ -33,7 +34,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::{BareLineEndings, Config};
+use crate::config::{BareLineEndings, Config, ListenerConfig, TlsMode};
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
 use link::ShardLink;
@@ -72,6 +73,8 @@ pub struct ShardSpec {
     /// This shard's listening sockets, one per configured listener.
     pub listeners: Vec<OwnedFd>,
     pub link: ShardLink,
+    /// Certificates for TLS listeners, shared by every shard.
+    pub tls: Option<Arc<crate::tls::InboundTls>>,
 }
 
 /// The running shards.
@@ -161,6 +164,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         index,
         listeners,
         link,
+        tls,
         ..
     } = spec;
 
@@ -200,16 +204,22 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         spool,
         queue,
         session_deadline_rx,
+        tls,
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
-    for fd in listeners {
+    for (fd, listener_config) in listeners.into_iter().zip(&config.listeners) {
         // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
         // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
         // the descriptor is closed exactly once.
         let listener =
             unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
-        let accepting = accept_loop(listener, Rc::clone(&context), stop_accepting_rx.clone());
+        let accepting = accept_loop(
+            listener,
+            Rc::new(listener_config.clone()),
+            Rc::clone(&context),
+            stop_accepting_rx.clone(),
+        );
         glommio::spawn_local(accepting.in_current_span()).detach();
     }
     let _ = ready.send(Ok(()));
@@ -315,7 +325,12 @@ fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
     )
 }
 
-async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flume::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    profile: Rc<ListenerConfig>,
+    context: Rc<ShardContext>,
+    stop: flume::Receiver<()>,
+) {
     let address = listener.local_addr().ok();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -335,10 +350,13 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
         };
 
         if context.sessions.get() >= context.sessions_max {
-            connection::refuse_over_limit(
-                &stream,
-                &smtp::too_many_sessions_reply(&context.hostname),
-            );
+            // A TLS client would read a clear-text reply as a broken handshake; it just closes.
+            if profile.tls != TlsMode::Implicit {
+                connection::refuse_over_limit(
+                    &stream,
+                    &smtp::too_many_sessions_reply(&context.hostname),
+                );
+            }
             context
                 .counters
                 .sessions_refused
@@ -358,8 +376,15 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
             .sessions_accepted
             .set(context.counters.sessions_accepted.get() + 1);
         let session_context = Rc::clone(&context);
+        let session_profile = Rc::clone(&profile);
         let session = async move {
-            connection::serve(stream, Rc::clone(&session_context), session_id).await;
+            connection::serve(
+                stream,
+                Rc::clone(&session_context),
+                session_id,
+                session_profile,
+            )
+            .await;
             session_context
                 .sessions
                 .set(session_context.sessions.get() - 1);
@@ -388,6 +413,8 @@ pub(crate) struct ShardContext {
     session_ids: Cell<u64>,
     /// Disconnected (never sent on) when the shutdown deadline passes.
     session_deadline: flume::Receiver<()>,
+    /// Certificates and the TLS profile, when `[tls]` is configured.
+    pub tls: Option<Arc<crate::tls::InboundTls>>,
 }
 
 impl ShardContext {
@@ -396,6 +423,7 @@ impl ShardContext {
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
         session_deadline: flume::Receiver<()>,
+        tls: Option<Arc<crate::tls::InboundTls>>,
     ) -> ShardContext {
         let smtp = &config.smtp;
         ShardContext {
@@ -421,6 +449,7 @@ impl ShardContext {
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
             session_deadline,
+            tls,
         }
     }
 
@@ -472,6 +501,8 @@ pub(crate) struct Counters {
     pub messages_accepted: Cell<u64>,
     pub sessions_refused: Cell<u64>,
     pub early_talkers: Cell<u64>,
+    pub tls_handshakes: Cell<u64>,
+    pub tls_handshake_failures: Cell<u64>,
 }
 
 impl Counters {
