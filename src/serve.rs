@@ -20,6 +20,7 @@ use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
+use crate::tls::client::OutboundTlsConfigs;
 use crate::tls::InboundTls;
 
 /// Runs the relay until it is told to stop.
@@ -58,6 +59,9 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         )),
     };
 
+    let outbound_tls =
+        Arc::new(OutboundTlsConfigs::load(&config).map_err(|errors| Fatal::config(&errors))?);
+
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
@@ -82,6 +86,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
                 .collect(),
             link,
             tls: tls.clone(),
+            outbound_tls: Arc::clone(&outbound_tls),
         })
         .collect();
     let shards = match Shards::start(Arc::clone(&config), specs) {

@@ -204,11 +204,12 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, Fatal> {
     loaded.map_err(config_fatal)
 }
 
-/// Reads the files the configuration names, as `serve` will: certificates and keys.
+/// Reads the files the configuration names, as `serve` will: certificates, keys and CAs.
 fn check_material(config: &Config) -> Result<(), Fatal> {
     if let Some(tls) = &config.tls {
         crate::tls::InboundTls::load(tls, &config.source).map_err(config_fatal)?;
     }
+    crate::tls::client::OutboundTlsConfigs::load(config).map_err(config_fatal)?;
     Ok(())
 }
 

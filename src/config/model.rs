@@ -150,6 +150,9 @@ pub struct RouteConfig {
     pub domains: Vec<String>,
     pub target: RouteTarget,
     pub tls: OutboundTls,
+    /// CA certificates (PEM) that `tls = "required"` verifies next hops against; the system's
+    /// CA bundle when absent.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Simultaneous connections per shard to one destination of this route.
     pub connections_max: usize,
     /// Messages sent over one connection before it is closed and a fresh one opened.
@@ -171,9 +174,11 @@ pub enum RouteTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundTls {
     None,
-    /// Use STARTTLS when offered, without certificate verification, and fall back to plain text.
+    /// Use STARTTLS when offered, without certificate verification (RFC 7435), and deliver in
+    /// clear text when it is not offered or its handshake fails.
     Opportunistic,
-    /// Refuse to deliver without TLS and a verified certificate.
+    /// Deliver only over TLS with a certificate that verifies for the host name; defer
+    /// otherwise, never falling back to clear text.
     Required,
 }
 

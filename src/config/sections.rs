@@ -59,6 +59,7 @@ const ROUTE_KEYS: &[&str] = &[
     "smarthost",
     "mx",
     "tls",
+    "tls_ca_file",
     "connections_max",
     "messages_per_connection_max",
     "source_address",
@@ -397,6 +398,9 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
             OutboundTls::Opportunistic,
             one_of(OutboundTls::ALL),
         );
+        let tls_ca_file = fields.optional(errors, "tls_ca_file", None, |errors, key, value| {
+            readable_file(errors, key, value).map(Some)
+        });
         let connections_max = fields.optional(
             errors,
             "connections_max",
@@ -420,6 +424,7 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
                     domains,
                     target,
                     tls,
+                    tls_ca_file,
                     connections_max,
                     messages_per_connection_max,
                     source_address,

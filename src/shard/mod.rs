@@ -75,6 +75,8 @@ pub struct ShardSpec {
     pub link: ShardLink,
     /// Certificates for TLS listeners, shared by every shard.
     pub tls: Option<Arc<crate::tls::InboundTls>>,
+    /// Client configurations for delivery over TLS, shared by every shard.
+    pub outbound_tls: Arc<crate::tls::client::OutboundTlsConfigs>,
 }
 
 /// The running shards.
@@ -165,6 +167,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         listeners,
         link,
         tls,
+        outbound_tls,
         ..
     } = spec;
 
@@ -198,6 +201,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         spool.clone(),
         link.control.clone(),
         recovered,
+        outbound_tls,
     );
     let context = Rc::new(ShardContext::new(
         &config,
