@@ -18,3 +18,4 @@ pub mod shard;
 pub mod smtp;
 pub mod spool;
 pub mod time;
+pub mod verification;
