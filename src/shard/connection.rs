@@ -3,8 +3,9 @@
 //! All protocol decisions live in `smtp::Session`; this loop only moves bytes: it reads with the
 //! timeout of the session's current phase (RFC 5321 §4.5.3.2), feeds the session, streams body
 //! bytes into the store, waits for durability before the session may say `250`, and writes the
-//! replies once the input is drained, which is what makes pipelining cheap. It never blocks the
-//! shard: every wait is an io_uring operation or a timer, and every wait is bounded.
+//! replies once the input is drained, which is what makes pipelining cheap. Mail from untrusted
+//! clients also passes through `verification` on its way to the store. It never blocks the
+//! shard: every wait is an io_uring operation, a timer or a bounded wait for the control thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::message::SpoolMessage;
 use super::spool::SpoolFailure;
+use super::verification::MessageVerification;
 use super::ShardContext;
 use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
 use crate::time::rfc5322_date;
@@ -107,6 +109,7 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
         session: Session::new(session_params(&context, peer, local)),
         context,
         message: None,
+        verification: None,
         queue_id: String::new(),
         messages_accepted: 0,
     };
@@ -143,6 +146,8 @@ struct Driver {
     session: Session,
     context: Rc<ShardContext>,
     message: Option<SpoolMessage>,
+    /// The checks of the current message, for an untrusted client with verification on.
+    verification: Option<MessageVerification>,
     queue_id: String,
     messages_accepted: u64,
 }
@@ -213,6 +218,9 @@ impl Driver {
             let (consumed, event) = self.session.feed(&input[position..], body);
             position += consumed;
             if !body.is_empty() {
+                if let Some(verification) = self.verification.as_mut() {
+                    verification.filter(body);
+                }
                 self.append_body(body).await;
             }
 
@@ -221,7 +229,10 @@ impl Driver {
                 Event::Close => return Ok(false),
                 Event::MessageBegin => self.begin_message(),
                 Event::MessageComplete => self.commit_message().await,
-                Event::MessageAborted => self.message = None,
+                Event::MessageAborted => {
+                    self.message = None;
+                    self.verification = None;
+                }
                 Event::StartTls => {
                     // LIMITATION(L1): TLS is not built yet, so the session is never told that
                     // STARTTLS is available and cannot ask for it.
@@ -238,6 +249,16 @@ impl Driver {
         let received = self.session.received_header(&self.queue_id, &date);
         let message = SpoolMessage::begin(&self.context.spool, self.queue_id.clone(), &received);
         self.message = Some(message);
+
+        self.verification = match &self.context.verification {
+            Some(settings) if !self.session.is_trusted() => Some(MessageVerification::begin(
+                &self.context.control,
+                settings,
+                self.session.envelope(),
+                self.session.peer().ip(),
+            )),
+            _ => None,
+        };
     }
 
     async fn append_body(&mut self, body: &mut Vec<u8>) {
@@ -253,9 +274,16 @@ impl Driver {
     }
 
     async fn commit_message(&mut self) {
-        let outcome = match self.message.take() {
-            None => StoreOutcome::TemporaryFailure,
-            Some(message) => match message.commit(self.session.envelope()).await {
+        let mut message = self.message.take();
+        let verification = self.verification.take();
+        let outcome = match (&mut message, verification) {
+            (Some(message), Some(verification)) => self.verify(message, verification).await,
+            _ => None,
+        };
+        let outcome = match (outcome, message) {
+            (Some(refused), _) => refused,
+            (None, None) => StoreOutcome::TemporaryFailure,
+            (None, Some(message)) => match message.commit(self.session.envelope()).await {
                 Ok((record, location)) => {
                     self.context.queue.accept(location, record);
                     StoreOutcome::Stored {
@@ -280,6 +308,35 @@ impl Driver {
             );
         }
         self.session.message_stored(outcome);
+    }
+
+    /// Completes the checks of an untrusted client's message and writes their verdict into it.
+    /// Returns the refusal when the verdict keeps the message out of the store.
+    async fn verify(
+        &mut self,
+        message: &mut SpoolMessage,
+        mut verification: MessageVerification,
+    ) -> Option<StoreOutcome> {
+        let settings = self.context.verification.as_ref()?;
+        let mut held_back = Vec::new();
+        verification.finish_content(&mut held_back);
+        if !held_back.is_empty() {
+            message.append(&mut held_back).await;
+        }
+
+        let verdict = verification.verdict(&self.context.control, settings).await;
+        let refused = settings.dmarc_reject && verdict.dmarc_rejects;
+        info!(
+            queue_id = %self.queue_id,
+            verdict = %verdict.summary,
+            refused,
+            "message verified"
+        );
+        if refused {
+            return Some(StoreOutcome::DmarcRejected);
+        }
+        message.prepend_header(&verdict.header);
+        None
     }
 
     async fn read(&mut self, stream: &mut TcpStream, input: &mut [u8]) -> Input {

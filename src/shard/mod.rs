@@ -17,6 +17,7 @@ mod queue;
 mod reclaim;
 pub mod resolution;
 pub mod spool;
+mod verification;
 
 use std::cell::Cell;
 use std::io;
@@ -199,6 +200,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         &config,
         spool,
         queue,
+        link.control.clone(),
         session_deadline_rx,
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
@@ -381,6 +383,10 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
+    /// The shard's way to the control thread, for inbound verification.
+    pub control: link::ControlClient,
+    /// `[verification]`; `None` when it is switched off.
+    pub verification: Option<verification::VerificationSettings>,
     /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
     pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
     pub counters: Counters,
@@ -395,6 +401,7 @@ impl ShardContext {
         config: &Config,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
+        control: link::ControlClient,
         session_deadline: flume::Receiver<()>,
     ) -> ShardContext {
         let smtp = &config.smtp;
@@ -416,6 +423,8 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
+            control,
+            verification: verification::VerificationSettings::from_config(&config.verification),
             read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),
