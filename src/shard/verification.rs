@@ -63,6 +63,8 @@ impl MessageVerification {
             helo: envelope.helo.clone(),
             mail_from: envelope.mail_from.clone(),
         };
+        // LIMITATION(L26): SPF starts here, at the first body event, because the session
+        // raises none at MAIL FROM.
         let spf = control.start_spf(identities.clone(), settings.timeout);
         MessageVerification {
             identities,
@@ -78,6 +80,9 @@ impl MessageVerification {
         self.scratch.clear();
         self.filter.filter(body, &mut self.scratch);
         std::mem::swap(body, &mut self.scratch);
+
+        // LIMITATION(L25): DKIM needs the whole message, so the copy grows with the body,
+        // up to the session's message size limit.
         self.content.extend_from_slice(body);
     }
 
