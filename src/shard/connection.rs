@@ -274,16 +274,15 @@ impl Driver {
     }
 
     async fn commit_message(&mut self) {
-        let mut message = self.message.take();
-        let verification = self.verification.take();
-        let outcome = match (&mut message, verification) {
-            (Some(message), Some(verification)) => self.verify(message, verification).await,
-            _ => None,
-        };
-        let outcome = match (outcome, message) {
-            (Some(refused), _) => refused,
-            (None, None) => StoreOutcome::TemporaryFailure,
-            (None, Some(message)) => match message.commit(self.session.envelope()).await {
+        if let Some(refusal) = self.verify_message().await {
+            self.message = None; // Never committed: its BODY records are garbage to recovery.
+            self.session.message_stored(refusal);
+            return;
+        }
+
+        let outcome = match self.message.take() {
+            None => StoreOutcome::TemporaryFailure,
+            Some(message) => match message.commit(self.session.envelope()).await {
                 Ok((record, location)) => {
                     self.context.queue.accept(location, record);
                     StoreOutcome::Stored {
@@ -311,13 +310,12 @@ impl Driver {
     }
 
     /// Completes the checks of an untrusted client's message and writes their verdict into it.
-    /// Returns the refusal when the verdict keeps the message out of the store.
-    async fn verify(
-        &mut self,
-        message: &mut SpoolMessage,
-        mut verification: MessageVerification,
-    ) -> Option<StoreOutcome> {
+    /// Returns the refusal when the verdict keeps the message out of the store; trusted
+    /// clients and verification switched off pass straight through.
+    async fn verify_message(&mut self) -> Option<StoreOutcome> {
+        let mut verification = self.verification.take()?;
         let settings = self.context.verification.as_ref()?;
+        let message = self.message.as_mut()?;
         let mut held_back = Vec::new();
         verification.finish_content(&mut held_back);
         if !held_back.is_empty() {
@@ -326,13 +324,14 @@ impl Driver {
 
         let verdict = verification.verdict(&self.context.control, settings).await;
         let refused = settings.dmarc_reject && verdict.dmarc_rejects;
-        info!(
-            queue_id = %self.queue_id,
-            verdict = %verdict.summary,
-            refused,
-            "message verified"
-        );
+        debug!(queue_id = %self.queue_id, verdict = %verdict.summary, refused, "message verified");
         if refused {
+            info!(
+                queue_id = %self.queue_id,
+                from = %self.session.envelope().mail_from,
+                verdict = %verdict.summary,
+                "message refused with 550 5.7.1: DMARC fail under p=reject"
+            );
             return Some(StoreOutcome::DmarcRejected);
         }
         message.prepend_header(&verdict.header);
