@@ -19,7 +19,7 @@ use mail_auth::dmarc::Policy;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult,
-    MessageAuthenticator, SpfResult,
+    MessageAuthenticator, SpfOutput, SpfResult,
 };
 use tokio::sync::Semaphore;
 use tracing::debug;
@@ -107,14 +107,17 @@ impl Verifier {
     /// RFC 7208 §2.3 and §2.4. For the null reverse-path the MAIL FROM identity is
     /// `postmaster@<helo>`, which is the HELO check again, so its result is reused.
     async fn spf(&self, identities: &Identities) -> SpfVerdict {
-        let helo = self
-            .authenticator
-            .verify_spf(SpfParameters::verify_ehlo(
-                identities.peer,
-                &identities.helo,
-                &self.hostname,
-            ))
-            .await;
+        let helo = if is_checkable_helo(&identities.helo) {
+            self.authenticator
+                .verify_spf(SpfParameters::verify_ehlo(
+                    identities.peer,
+                    &identities.helo,
+                    &self.hostname,
+                ))
+                .await
+        } else {
+            SpfOutput::new(identities.helo.clone()).with_result(SpfResult::None)
+        };
         let mail_from = if identities.mail_from.is_empty() {
             helo.clone()
         } else {
@@ -234,6 +237,13 @@ impl Verifier {
     }
 }
 
+/// RFC 7208 §2.3: only a fully qualified domain name is checked; an address literal or a
+/// single label gives `none` without a query.
+fn is_checkable_helo(helo: &str) -> bool {
+    let name = helo.trim_end_matches('.');
+    name.contains('.') && !name.starts_with('[') && name.parse::<std::net::IpAddr>().is_err()
+}
+
 /// The RFC 5322 From domain, for a DMARC verdict that timed out.
 fn from_domain(message: &AuthenticatedMessage<'_>) -> String {
     message
@@ -292,5 +302,29 @@ fn dmarc_word(result: &DmarcResult) -> &'static str {
         DmarcResult::TempError(_) => "temperror",
         DmarcResult::PermError(_) => "permerror",
         DmarcResult::None => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fully_qualified_helo_is_checked() {
+        assert!(is_checkable_helo("client.example"));
+        assert!(is_checkable_helo("client.example."));
+        assert!(!is_checkable_helo("localhost"));
+        assert!(!is_checkable_helo("[192.0.2.1]"));
+        assert!(!is_checkable_helo("[IPv6:2001:db8::1]"));
+        assert!(!is_checkable_helo("192.0.2.1"));
+        assert!(!is_checkable_helo(""));
+    }
+
+    #[test]
+    fn the_summary_words_follow_rfc_8601() {
+        assert_eq!(spf_word(SpfResult::SoftFail), "softfail");
+        assert_eq!(dkim_word(&DkimResult::None), "none");
+        assert_eq!(dmarc_word(&DmarcResult::Pass), "pass");
+        assert!(dkim_rank("pass") < dkim_rank("fail"));
     }
 }
