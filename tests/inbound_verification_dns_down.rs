@@ -18,7 +18,8 @@ fn start(dns: SocketAddr) -> Relay {
     Relay::start(Options {
         relay: Some(UNTRUSTED),
         extra: format!(
-            "[dns]\nservers = [\"{dns}\"]\n\n[verification]\ndmarc_reject = true\ntimeout = \"2s\"\n"
+            "[dns]\nservers = [\"{dns}\"]\n\n\
+             [verification]\ndmarc_reject = true\ntimeout = \"2s\"\n"
         ),
         ..Options::default()
     })

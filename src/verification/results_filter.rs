@@ -331,7 +331,8 @@ mod tests {
     fn folding_comments_quotes_and_case_do_not_hide_a_claim() {
         let forged = [
             &b"authentication-results:MX.Test;spf=pass\r\n"[..],
-            b"Authentication-Results :\r\n   (a (nested) comment \\) here)\r\n\t\"mx.\\test\" 1;\r\n dkim=pass\r\n",
+            b"Authentication-Results :\r\n   (a (nested) comment \\) here)\r\n\
+              \t\"mx.\\test\" 1;\r\n dkim=pass\r\n",
             b"AUTHENTICATION-RESULTS: mx.test\r\n",
             b"Authentication-Results: mx.test(comment); none\r\n",
         ];
@@ -423,7 +424,8 @@ mod tests {
             let input: Vec<u8> = lines.concat();
             let whole = filtered(&input);
 
-            let mut points: Vec<usize> = cuts.iter().map(|cut| cut.index(input.len() + 1)).collect();
+            let mut points: Vec<usize> =
+                cuts.iter().map(|cut| cut.index(input.len() + 1)).collect();
             points.sort_unstable();
             let mut filter = ForgedResultsFilter::new("mx.test");
             let mut pieces = Vec::new();
