@@ -19,3 +19,4 @@ pub mod smtp;
 pub mod spool;
 pub mod time;
 pub mod tls;
+pub mod verification;

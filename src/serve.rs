@@ -70,6 +70,8 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         control_link,
         config.server.shutdown_timeout,
         &config.dns,
+        &config.verification,
+        &config.server.hostname,
         admin_address,
         Reloadable { tls: tls.clone() },
     )?;

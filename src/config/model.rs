@@ -29,6 +29,7 @@ pub struct Config {
     /// `[[dkim]]`; no two share a (domain, selector) pair.
     pub dkim: Vec<DkimConfig>,
     pub dns: DnsConfig,
+    pub verification: VerificationConfig,
     pub delivery: DeliveryConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
@@ -201,6 +202,19 @@ pub enum DkimAlgorithm {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub servers: Vec<SocketAddr>,
+}
+
+/// `[verification]`: SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) checks of mail from
+/// clients that are neither in `allow_networks` nor authenticated.
+#[derive(Debug, Clone)]
+pub struct VerificationConfig {
+    pub enabled: bool,
+    /// The name that marks our `Authentication-Results:` fields (RFC 8601 §2.5), lowercase.
+    pub authserv_id: String,
+    /// Refuse with `550 5.7.1` a message whose DMARC result is `fail` under `p=reject`.
+    pub dmarc_reject: bool,
+    /// Longest the end-of-data reply waits for the checks; then they read `temperror`.
+    pub timeout: Duration,
 }
 
 /// `[delivery]`: the retry schedule, loop protection and the outbound SMTP timeouts.
@@ -413,6 +427,16 @@ impl Config {
             join(&self.dns.servers)
         };
         write!(out, " dns{{servers=[{dns}]}}")?;
+
+        let verification = &self.verification;
+        write!(
+            out,
+            " verification{{enabled={} authserv_id={} dmarc_reject={} timeout={}}}",
+            verification.enabled,
+            verification.authserv_id,
+            verification.dmarc_reject,
+            format_duration(verification.timeout),
+        )?;
 
         let delivery = &self.delivery;
         let schedule: Vec<String> = delivery

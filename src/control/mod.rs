@@ -1,14 +1,17 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
-//! It owns what is not on the hot path and what only exists for tokio: signal handling and the
-//! admin API and the DNS resolver (`dns`) today; metrics and message authentication as they
-//! arrive. Shards reach it only through the channels in `shard::link`. Requests that wait on the
-//! network run as their own tasks, so one slow lookup never delays a ping or a signal. It must
-//! never be needed to accept or store a message, so a slow control thread can delay
-//! administration and delivery but never acceptance.
+//! It owns what is not on the hot path and what only exists for tokio: signal handling, the
+//! admin API, the DNS resolver (`dns`) and inbound message verification (`verify`, which asks
+//! the DNS through that same resolver) today; metrics as they arrive. Shards reach it only
+//! through the channels in `shard::link`. Requests that wait on the network run as their own
+//! tasks, so one slow lookup never delays a ping or a signal. It must never be needed to accept
+//! or store a message: a shard waits for a verification verdict at most the configured timeout
+//! and then accepts with `temperror`, so a slow control thread can delay administration,
+//! delivery and the end-of-data reply, but never refuse mail.
 
 pub mod dns;
 pub mod reload;
+pub mod verify;
 
 mod admin;
 
@@ -20,11 +23,12 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, VerificationConfig};
 use crate::fatal::Fatal;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
 use dns::Dns;
 use reload::Reloadable;
+use verify::Verifier;
 
 /// A running control thread.
 pub struct Control {
@@ -35,12 +39,15 @@ pub struct Control {
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
     /// `shutdown_timeout`; a second signal shortens the deadline to now; SIGHUP reloads what
-    /// `reloadable` holds. DNS questions are answered with the resolvers of `dns_config`; the
-    /// admin API listens on `admin_address`.
+    /// `reloadable` holds. DNS questions are answered with the resolvers of `dns_config`, and
+    /// inbound mail is verified through them as `verification` says, with `hostname` as the
+    /// receiving domain; the admin API listens on `admin_address`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
         dns_config: &DnsConfig,
+        verification: &VerificationConfig,
+        hostname: &str,
         admin_address: Option<SocketAddr>,
         reloadable: Reloadable,
     ) -> Result<Control, Fatal> {
@@ -56,6 +63,7 @@ impl Control {
         // arriving during start-up is not lost to the default action.
         let signals = runtime.block_on(async { Signals::install() })?;
         let dns = runtime.block_on(async { Dns::new(dns_config) })?;
+        let verifier = Verifier::new(&dns, verification, hostname);
 
         // Bound here, before any shard starts, so a taken port stops start-up with its fix.
         let admin_listener = match admin_address {
@@ -84,8 +92,12 @@ impl Control {
                     let shards = link.shards.clone();
                     runtime.spawn(admin::serve(listener, shards, Arc::clone(&reloadable)));
                 }
-                let control = run(link, signals, dns, &reloadable, shutdown_timeout, stop_rx);
-                runtime.block_on(control);
+                let services = Services {
+                    dns,
+                    verifier,
+                    reloadable,
+                };
+                runtime.block_on(run(link, signals, services, shutdown_timeout, stop_rx));
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -141,11 +153,17 @@ impl Signals {
     }
 }
 
+/// What the control thread answers shard requests with.
+struct Services {
+    dns: Dns,
+    verifier: Verifier,
+    reloadable: Arc<Reloadable>,
+}
+
 async fn run(
     link: ControlLink,
     mut signals: Signals,
-    dns: Dns,
-    reloadable: &Reloadable,
+    services: Services,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -153,14 +171,14 @@ async fn run(
     loop {
         tokio::select! {
             request = link.requests.recv_async() => match request {
-                Ok(request) => answer(&dns, request),
+                Ok(request) => answer(&services, request),
                 Err(_) => break,
             },
             request = signals.next() => {
                 let name = match request {
                     SignalRequest::Reload => {
                         info!(signal = "SIGHUP", "reloading");
-                        reloadable.reload("SIGHUP");
+                        services.reloadable.reload("SIGHUP");
                         continue;
                     }
                     SignalRequest::Shutdown(name) => name,
@@ -185,7 +203,8 @@ async fn run(
 }
 
 /// Answers at once what needs no waiting, and hands the rest to tasks of their own.
-fn answer(dns: &Dns, request: ControlRequest) {
+fn answer(services: &Services, request: ControlRequest) {
+    let dns = &services.dns;
     match request {
         ControlRequest::Ping { shard, reply } => {
             tracing::trace!(shard, "ping from shard");
@@ -201,6 +220,20 @@ fn answer(dns: &Dns, request: ControlRequest) {
             deadline,
             reply,
         } => dns.spawn_resolve_host(name, deadline, reply),
+        ControlRequest::VerifySpf {
+            identities,
+            deadline,
+            reply,
+        } => services.verifier.spawn_spf(identities, deadline, reply),
+        ControlRequest::VerifyMessage {
+            identities,
+            message,
+            spf,
+            deadline,
+            reply,
+        } => services
+            .verifier
+            .spawn_message(identities, message, spf, deadline, reply),
     }
 }
 

@@ -18,6 +18,7 @@ mod reclaim;
 pub mod resolution;
 pub mod spool;
 mod stream;
+mod verification;
 
 use std::cell::Cell;
 use std::io;
@@ -207,6 +208,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         &config,
         spool,
         queue,
+        link.control.clone(),
         session_deadline_rx,
         tls,
     ));
@@ -410,6 +412,10 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
+    /// The shard's way to the control thread, for inbound verification.
+    pub control: link::ControlClient,
+    /// `[verification]`; `None` when it is switched off.
+    pub verification: Option<verification::VerificationSettings>,
     /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
     pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
     pub counters: Counters,
@@ -426,6 +432,7 @@ impl ShardContext {
         config: &Config,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
+        control: link::ControlClient,
         session_deadline: flume::Receiver<()>,
         tls: Option<Arc<crate::tls::InboundTls>>,
     ) -> ShardContext {
@@ -448,6 +455,8 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
+            control,
+            verification: verification::VerificationSettings::from_config(&config.verification),
             read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),
