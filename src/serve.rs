@@ -126,19 +126,6 @@ fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
             ));
         }
     }
-    for (index, route) in config.routes.iter().enumerate() {
-        // LIMITATION(L2): outbound connections cannot be bound to a source address yet.
-        if route.source_address.is_some() {
-            return Err(Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!(
-                    "{}: route[{index}].source_address is not available in this build yet",
-                    config.source
-                ),
-                "remove source_address from that route (docs/limitations.md, L2)",
-            ));
-        }
-    }
     Ok(())
 }
 
