@@ -148,9 +148,7 @@ fn verifying_config(
 }
 
 fn opportunistic_config(provider: &Arc<CryptoProvider>) -> Result<Arc<ClientConfig>, String> {
-    let verifier = Arc::new(AnyCertificate {
-        provider: Arc::clone(provider),
-    });
+    let verifier = Arc::new(AcceptAnyCertificate::new(Arc::clone(provider)));
     let config = ClientConfig::builder_with_provider(Arc::clone(provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|error| format!("the TLS profile is not supported: {error}"))?
@@ -160,15 +158,21 @@ fn opportunistic_config(provider: &Arc<CryptoProvider>) -> Result<Arc<ClientConf
     Ok(Arc::new(config))
 }
 
-/// Accepts whatever certificate the next hop shows, for opportunistic TLS only. The handshake
-/// signatures are still checked, so the session key really is shared with the holder of the
-/// certificate's key; what is not checked is who that holder is.
+/// Accepts whatever certificate the server shows, for opportunistic TLS (and load tests). The
+/// handshake signatures are still checked, so the session key really is shared with the holder
+/// of the certificate's key; what is not checked is who that holder is.
 #[derive(Debug)]
-struct AnyCertificate {
+pub struct AcceptAnyCertificate {
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for AnyCertificate {
+impl AcceptAnyCertificate {
+    pub fn new(provider: Arc<CryptoProvider>) -> AcceptAnyCertificate {
+        AcceptAnyCertificate { provider }
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,
