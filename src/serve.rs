@@ -15,6 +15,7 @@ use nix::sys::resource::{getrlimit, Resource};
 use tracing::info;
 
 use crate::config::{AuthMode, Config, TlsMode};
+use crate::control::credentials::Authenticator;
 use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
@@ -41,6 +42,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     let shard_cpus: Vec<usize> = (0..shard_count).map(|i| cpus[i % cpus.len()]).collect();
 
     check_memlock(shard_count)?;
+    let authenticator = load_users(&config)?;
     prepare_spool(&config.server.spool, shard_count)?;
 
     // From here on the spool is an absolute path: the io_uring file calls do not resolve
@@ -58,6 +60,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         config.server.shutdown_timeout,
         &config.dns,
         admin_address,
+        authenticator,
     )?;
 
     let specs = shard_links
@@ -96,15 +99,15 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
 /// start is better than silently serving in clear text on a port meant for TLS.
 fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
     for (index, listener) in config.listeners.iter().enumerate() {
-        // LIMITATION(L1): no TLS and no AUTH yet.
-        if listener.tls != TlsMode::None || listener.auth != AuthMode::None {
+        // LIMITATION(L1): no TLS yet.
+        if listener.tls != TlsMode::None {
             return Err(Fatal::new(
                 ExitReason::ConfigInvalid,
                 format!(
-                    "{}: listener[{index}]: tls and auth are not available in this build yet",
+                    "{}: listener[{index}]: tls is not available in this build yet",
                     config.source
                 ),
-                "set tls = \"none\" and auth = \"none\" on that listener (docs/limitations.md, L1)",
+                "set tls = \"none\" on that listener (docs/limitations.md, L1)",
             ));
         }
     }
@@ -122,6 +125,20 @@ fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
         }
     }
     Ok(())
+}
+
+/// The AUTH users file, loaded when some listener offers AUTH, so that a missing file or a bad
+/// line stops start-up rather than the first client. The configuration check guarantees the
+/// file is named whenever a listener needs it.
+fn load_users(config: &Config) -> Result<Option<Authenticator>, Fatal> {
+    let offered = config
+        .listeners
+        .iter()
+        .any(|listener| listener.auth != AuthMode::None);
+    match (&config.auth.users_file, offered) {
+        (Some(users_file), true) => Authenticator::load(&config.auth, users_file).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// io_uring registers each shard's I/O memory as locked memory. Root normally holds

@@ -1,12 +1,13 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
-//! It owns what is not on the hot path and what only exists for tokio: signal handling and the
-//! admin API and the DNS resolver (`dns`) today; metrics and message authentication as they
-//! arrive. Shards reach it only through the channels in `shard::link`. Requests that wait on the
+//! It owns what is not on the hot path and what only exists for tokio: signal handling, the
+//! admin API, the DNS resolver (`dns`) and AUTH verification (`credentials`) today; metrics and
+//! message authentication as they arrive. SIGHUP reloads the AUTH users file. Shards reach it only through the channels in `shard::link`. Requests that wait on the
 //! network run as their own tasks, so one slow lookup never delays a ping or a signal. It must
 //! never be needed to accept or store a message, so a slow control thread can delay
 //! administration and delivery but never acceptance.
 
+pub mod credentials;
 pub mod dns;
 
 mod admin;
@@ -20,7 +21,9 @@ use tracing::{info, warn};
 
 use crate::config::DnsConfig;
 use crate::fatal::Fatal;
+use crate::sasl::Verdict;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
+use credentials::Authenticator;
 use dns::Dns;
 
 /// A running control thread.
@@ -33,11 +36,14 @@ impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
     /// `shutdown_timeout`; a second signal shortens the deadline to now. DNS questions are
     /// answered with the resolvers of `dns_config`; the admin API listens on `admin_address`.
+    /// AUTH credentials are checked by `authenticator`; without one every attempt is answered
+    /// `Unavailable`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
         dns_config: &DnsConfig,
         admin_address: Option<SocketAddr>,
+        authenticator: Option<Authenticator>,
     ) -> Result<Control, Fatal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -78,7 +84,8 @@ impl Control {
                     let shards = link.shards.clone();
                     runtime.spawn(admin::serve(listener, shards));
                 }
-                runtime.block_on(run(link, signals, dns, shutdown_timeout, stop_rx));
+                let services = Services { dns, authenticator };
+                runtime.block_on(run(link, signals, services, shutdown_timeout, stop_rx));
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -99,9 +106,22 @@ impl Control {
     }
 }
 
+/// What the control thread answers shard requests with.
+struct Services {
+    dns: Dns,
+    authenticator: Option<Authenticator>,
+}
+
 struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks of the process.
+enum SignalRequest {
+    Shutdown(&'static str),
+    Reload,
 }
 
 impl Signals {
@@ -114,13 +134,15 @@ impl Signals {
         Ok(Signals {
             terminate: install(SignalKind::terminate())?,
             interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    async fn next(&mut self) -> SignalRequest {
         tokio::select! {
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => SignalRequest::Shutdown("SIGTERM"),
+            _ = self.interrupt.recv() => SignalRequest::Shutdown("SIGINT"),
+            _ = self.hangup.recv() => SignalRequest::Reload,
         }
     }
 }
@@ -128,7 +150,7 @@ impl Signals {
 async fn run(
     link: ControlLink,
     mut signals: Signals,
-    dns: Dns,
+    services: Services,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -136,10 +158,17 @@ async fn run(
     loop {
         tokio::select! {
             request = link.requests.recv_async() => match request {
-                Ok(request) => answer(&dns, request),
+                Ok(request) => answer(&services, request),
                 Err(_) => break,
             },
-            name = signals.next() => {
+            request = signals.next() => {
+                let name = match request {
+                    SignalRequest::Shutdown(name) => name,
+                    SignalRequest::Reload => {
+                        reload(&services);
+                        continue;
+                    }
+                };
                 let deadline = if shutdown_requested {
                     info!(signal = name, "second signal: sessions are closed now");
                     Instant::now()
@@ -160,7 +189,8 @@ async fn run(
 }
 
 /// Answers at once what needs no waiting, and hands the rest to tasks of their own.
-fn answer(dns: &Dns, request: ControlRequest) {
+fn answer(services: &Services, request: ControlRequest) {
+    let dns = &services.dns;
     match request {
         ControlRequest::Ping { shard, reply } => {
             tracing::trace!(shard, "ping from shard");
@@ -176,6 +206,31 @@ fn answer(dns: &Dns, request: ControlRequest) {
             deadline,
             reply,
         } => dns.spawn_resolve_host(name, deadline, reply),
+        ControlRequest::Authenticate {
+            client,
+            credentials,
+            reply,
+        } => match &services.authenticator {
+            Some(authenticator) => authenticator.spawn_verify(client, credentials, reply),
+            None => {
+                debug_assert!(false, "AUTH offered without a users file");
+                let _ = reply.send(Verdict::Unavailable);
+            }
+        },
+    }
+}
+
+/// SIGHUP: reloads what can change without a restart (today, the AUTH users file).
+fn reload(services: &Services) {
+    match &services.authenticator {
+        Some(authenticator) => {
+            info!(signal = "SIGHUP", "reloading the AUTH users file");
+            authenticator.reload();
+        }
+        None => info!(
+            signal = "SIGHUP",
+            "nothing to reload: no listener offers AUTH"
+        ),
     }
 }
 

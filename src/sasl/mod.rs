@@ -27,6 +27,16 @@ pub struct Credentials {
     pub password: Zeroizing<String>,
 }
 
+impl Credentials {
+    /// The client asks to act for an identity other than its own (RFC 4616 §2). postern has no
+    /// policy that could allow it, so such an attempt is refused.
+    pub fn acts_for_another(&self) -> bool {
+        self.authorization_identity
+            .as_ref()
+            .is_some_and(|authorization| *authorization != self.username)
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
@@ -97,6 +107,20 @@ mod tests {
         let shown = format!("{credentials:?}");
         assert!(shown.contains("alice"));
         assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn authorization_identity_must_be_the_user() {
+        let mut credentials = Credentials {
+            authorization_identity: Some("alice".into()),
+            username: "alice".into(),
+            password: Zeroizing::new("pw".into()),
+        };
+        assert!(!credentials.acts_for_another());
+        credentials.authorization_identity = Some("bob".into());
+        assert!(credentials.acts_for_another());
+        credentials.authorization_identity = None;
+        assert!(!credentials.acts_for_another());
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! All protocol decisions live in `smtp::Session`; this loop only moves bytes: it reads with the
 //! timeout of the session's current phase (RFC 5321 §4.5.3.2), feeds the session, streams body
 //! bytes into the store, waits for durability before the session may say `250`, and writes the
-//! replies once the input is drained, which is what makes pipelining cheap. It never blocks the
-//! shard: every wait is an io_uring operation or a timer, and every wait is bounded.
+//! replies once the input is drained, which is what makes pipelining cheap. AUTH credentials
+//! go to the control thread for verification and the session waits for the verdict. It never
+//! blocks the shard: every wait is an io_uring operation, a channel or a timer, and every wait
+//! is bounded.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +24,14 @@ use tracing::{debug, info, warn};
 use super::message::SpoolMessage;
 use super::spool::SpoolFailure;
 use super::ShardContext;
+use crate::config::AuthMode;
+use crate::sasl::Verdict;
 use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
 use crate::time::rfc5322_date;
+
+/// Longest a session waits for the control thread to verify AUTH credentials. A verification
+/// takes tens of milliseconds; a backlog longer than this is answered `454 4.7.0`.
+const AUTH_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Bytes read from the socket at a time. Pipelined commands and body chunks both fit; a
 /// larger buffer saves few syscalls and costs memory on every idle session.
@@ -96,7 +104,12 @@ enum Input {
 }
 
 /// Runs one session to its end. Errors are logged here; the caller only counts.
-pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, session_id: u64) {
+pub(crate) async fn serve(
+    mut stream: TcpStream,
+    context: Rc<ShardContext>,
+    session_id: u64,
+    auth: AuthMode,
+) {
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(peer), Ok(local)) => (peer, local),
         _ => return, // The client left between accept and here.
@@ -104,8 +117,10 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
     let _ = stream.set_nodelay(true);
 
     let mut driver = Driver {
-        session: Session::new(session_params(&context, peer, local)),
+        session: Session::new(session_params(&context, peer, local, auth)),
         context,
+        peer,
+        input_is_secret: false,
         message: None,
         queue_id: String::new(),
         messages_accepted: 0,
@@ -126,7 +141,12 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
     );
 }
 
-fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -> SessionParams {
+fn session_params(
+    context: &ShardContext,
+    peer: SocketAddr,
+    local: SocketAddr,
+    auth: AuthMode,
+) -> SessionParams {
     SessionParams {
         hostname: Arc::clone(&context.hostname),
         peer,
@@ -136,12 +156,17 @@ fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -
         local_domains: context.local_domains.clone(),
         starttls_available: false,
         tls_active: false,
+        auth_available: auth != AuthMode::None,
+        auth_required: auth == AuthMode::Required,
     }
 }
 
 struct Driver {
     session: Session,
     context: Rc<ShardContext>,
+    peer: SocketAddr,
+    /// The last read completed an AUTH exchange, so it may hold a password.
+    input_is_secret: bool,
     message: Option<SpoolMessage>,
     queue_id: String,
     messages_accepted: u64,
@@ -185,7 +210,11 @@ impl Driver {
                 }
             };
 
-            match self.process(&input[..length], &mut body).await {
+            let processed = self.process(&input[..length], &mut body).await;
+            if std::mem::take(&mut self.input_is_secret) {
+                zeroize::Zeroize::zeroize(&mut input[..length]);
+            }
+            match processed {
                 Ok(true) => {}
                 Ok(false) => {
                     let _ = self.flush(stream).await;
@@ -222,6 +251,7 @@ impl Driver {
                 Event::MessageBegin => self.begin_message(),
                 Event::MessageComplete => self.commit_message().await,
                 Event::MessageAborted => self.message = None,
+                Event::Authenticate => self.authenticate().await,
                 Event::StartTls => {
                     // LIMITATION(L1): TLS is not built yet, so the session is never told that
                     // STARTTLS is available and cannot ask for it.
@@ -230,6 +260,31 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Has the credentials of the completed exchange checked on the control thread. Failures
+    /// are logged there, with the client and user name, where the failure count lives.
+    async fn authenticate(&mut self) {
+        self.input_is_secret = true;
+        let Some(credentials) = self.session.take_credentials() else {
+            debug_assert!(false, "Authenticate without credentials");
+            self.session.authentication_result(Verdict::Unavailable);
+            return;
+        };
+        let username = credentials.username.clone();
+        let verdict = self
+            .context
+            .control
+            .authenticate(self.peer.ip(), credentials, AUTH_PATIENCE)
+            .await;
+        match verdict {
+            Verdict::Accepted => info!(auth_user = %username, "authenticated"),
+            Verdict::Unavailable => {
+                warn!(auth_user = %username, "AUTH could not be verified in time: answered 454");
+            }
+            Verdict::Rejected | Verdict::RateLimited => {}
+        }
+        self.session.authentication_result(verdict);
     }
 
     fn begin_message(&mut self) {
@@ -276,6 +331,7 @@ impl Driver {
                 queue_id = %queue_id,
                 from = %envelope.mail_from,
                 recipients = envelope.rcpt_to.len(),
+                auth_user = self.session.authenticated_user(),
                 "message accepted"
             );
         }

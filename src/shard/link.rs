@@ -4,12 +4,13 @@
 //! flume channels, which both glommio (shards) and tokio (control) can await. A full channel
 //! makes the sender wait rather than grow memory. This module owns the channel types so that
 //! neither side needs to know the other's runtime. DNS answers travel as the plain data types of
-//! `shard::resolution`, re-exported here.
+//! `shard::resolution`, re-exported here; AUTH credentials and verdicts those of `sasl`.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
+pub use crate::sasl::{Credentials, Verdict};
 
 /// How many requests a shard may have queued at the control thread before it waits.
 pub const CONTROL_REQUESTS_MAX: usize = 1024;
@@ -150,6 +151,13 @@ pub enum ControlRequest {
         deadline: Instant,
         reply: flume::Sender<Result<Vec<IpAddr>, DnsFailure>>,
     },
+    /// Check AUTH credentials from `client` against the users file, counting failures per
+    /// client address across every shard. `Debug` shows the user name, never the password.
+    Authenticate {
+        client: IpAddr,
+        credentials: Credentials,
+        reply: flume::Sender<Verdict>,
+    },
 }
 
 /// The control thread's answer to a [`ControlRequest`].
@@ -262,6 +270,32 @@ impl ControlClient {
             reply: reply_tx,
         };
         self.ask(request, reply_rx, patience).await
+    }
+
+    /// Has `credentials` verified on the control thread, waiting at most `patience`. A control
+    /// thread that is gone, busy or slower than `patience` is `Verdict::Unavailable`, which the
+    /// client hears as a temporary failure.
+    pub async fn authenticate(
+        &self,
+        client: IpAddr,
+        credentials: Credentials,
+        patience: Duration,
+    ) -> Verdict {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::Authenticate {
+            client,
+            credentials,
+            reply: reply_tx,
+        };
+        let exchange = async {
+            if self.requests.send_async(request).await.is_err() {
+                return Verdict::Unavailable;
+            }
+            reply_rx.recv_async().await.unwrap_or(Verdict::Unavailable)
+        };
+        glommio::timer::timeout(patience, async { Ok(exchange.await) })
+            .await
+            .unwrap_or(Verdict::Unavailable)
     }
 
     /// Sends a DNS request and waits for its answer; `patience` bounds both the wait for room in

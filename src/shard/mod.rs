@@ -33,7 +33,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::{BareLineEndings, Config};
+use crate::config::{AuthMode, BareLineEndings, Config};
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
 use link::ShardLink;
@@ -199,17 +199,24 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         &config,
         spool,
         queue,
+        link.control.clone(),
         session_deadline_rx,
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
-    for fd in listeners {
+    // `listeners` comes in the order of `config.listeners` (see `serve`).
+    for (fd, listener_config) in listeners.into_iter().zip(&config.listeners) {
         // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
         // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
         // the descriptor is closed exactly once.
         let listener =
             unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
-        let accepting = accept_loop(listener, Rc::clone(&context), stop_accepting_rx.clone());
+        let accepting = accept_loop(
+            listener,
+            listener_config.auth,
+            Rc::clone(&context),
+            stop_accepting_rx.clone(),
+        );
         glommio::spawn_local(accepting.in_current_span()).detach();
     }
     let _ = ready.send(Ok(()));
@@ -315,7 +322,12 @@ fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
     )
 }
 
-async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flume::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    auth: AuthMode,
+    context: Rc<ShardContext>,
+    stop: flume::Receiver<()>,
+) {
     let address = listener.local_addr().ok();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -359,7 +371,7 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
             .set(context.counters.sessions_accepted.get() + 1);
         let session_context = Rc::clone(&context);
         let session = async move {
-            connection::serve(stream, Rc::clone(&session_context), session_id).await;
+            connection::serve(stream, Rc::clone(&session_context), session_id, auth).await;
             session_context
                 .sessions
                 .set(session_context.sessions.get() - 1);
@@ -386,6 +398,8 @@ pub(crate) struct ShardContext {
     pub counters: Counters,
     pub sessions: Cell<usize>,
     session_ids: Cell<u64>,
+    /// The way to the control thread, which verifies AUTH credentials off the shard.
+    pub control: link::ControlClient,
     /// Disconnected (never sent on) when the shutdown deadline passes.
     session_deadline: flume::Receiver<()>,
 }
@@ -395,6 +409,7 @@ impl ShardContext {
         config: &Config,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
+        control: link::ControlClient,
         session_deadline: flume::Receiver<()>,
     ) -> ShardContext {
         let smtp = &config.smtp;
@@ -420,6 +435,7 @@ impl ShardContext {
             counters: Counters::default(),
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
+            control,
             session_deadline,
         }
     }

@@ -1,0 +1,163 @@
+//! AUTH verification for the shards, on the control thread.
+//!
+//! It owns the loaded users file (swapped whole on SIGHUP, kept as it was when a reload fails),
+//! the dummy hash that unknown users are checked against, and the failure window per client
+//! address, which is global across shards because it lives here. Each verification runs argon2
+//! on tokio's blocking pool, at most `VERIFICATIONS_IN_FLIGHT_MAX` at once, so neither a shard
+//! nor the control thread's own loop ever waits on it. Every refused attempt is logged with the
+//! client address and the user name; a password is never logged and is wiped after use.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tracing::{error, info, warn};
+
+use crate::config::AuthConfig;
+use crate::fatal::{ExitReason, Fatal};
+use crate::sasl::users::dummy_hash;
+use crate::sasl::{Credentials, FailureWindow, UserTable, Verdict};
+
+/// Verifications running at once. Each argon2id run with the default cost holds 19 MiB and a
+/// core for tens of milliseconds; more in parallel would only slow every one of them down.
+pub const VERIFICATIONS_IN_FLIGHT_MAX: usize = 4;
+
+/// The verifier the control thread answers `ControlRequest::Authenticate` with. Cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    users_file: PathBuf,
+    users: Mutex<Arc<UserTable>>,
+    failures: Mutex<FailureWindow>,
+    dummy_phc: Arc<str>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Authenticator {
+    /// Loads the users file named by `config`; a missing or malformed file stops start-up.
+    pub fn load(config: &AuthConfig, users_file: &Path) -> Result<Authenticator, Fatal> {
+        let users = UserTable::load(users_file).map_err(|error| {
+            Fatal::new(
+                ExitReason::ConfigInvalid,
+                format!("auth.users_file: {error}"),
+                "fix the line named, or (re)create the file with `postern user add NAME`",
+            )
+        })?;
+        let dummy_phc = dummy_hash().map_err(|error| {
+            Fatal::internal(format!("cannot prepare the AUTH dummy hash: {error}"))
+        })?;
+        info!(
+            users_file = %users_file.display(),
+            users = users.len(),
+            "AUTH users loaded"
+        );
+        Ok(Authenticator {
+            inner: Arc::new(Inner {
+                users_file: users_file.to_owned(),
+                users: Mutex::new(Arc::new(users)),
+                failures: Mutex::new(FailureWindow::new(
+                    config.failures_max,
+                    config.failure_window,
+                )),
+                dummy_phc: Arc::from(dummy_phc),
+                in_flight: Arc::new(Semaphore::new(VERIFICATIONS_IN_FLIGHT_MAX)),
+            }),
+        })
+    }
+
+    /// Reads the users file again (SIGHUP). A file that fails to load leaves the users as they
+    /// were, and says so.
+    pub fn reload(&self) {
+        let path = &self.inner.users_file;
+        match UserTable::load(path) {
+            Ok(users) => {
+                let count = users.len();
+                *lock(&self.inner.users) = Arc::new(users);
+                info!(users_file = %path.display(), users = count, "AUTH users reloaded");
+            }
+            Err(error) => error!(
+                %error,
+                "AUTH users file reload failed; the users loaded before stay in force"
+            ),
+        }
+    }
+
+    /// Verifies `credentials` in a task of its own and sends the verdict to `reply`. Must run
+    /// inside the control runtime.
+    pub fn spawn_verify(
+        &self,
+        client: IpAddr,
+        credentials: Credentials,
+        reply: flume::Sender<Verdict>,
+    ) {
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let verdict = inner.verify(client, credentials).await;
+            // The shard may have stopped waiting; its session already answered 454.
+            let _ = reply.send(verdict);
+        });
+    }
+}
+
+impl Inner {
+    async fn verify(&self, client: IpAddr, credentials: Credentials) -> Verdict {
+        let username = credentials.username.clone();
+        if !lock(&self.failures).admit(client, Instant::now()) {
+            warn!(%client, auth_user = ?username, "AUTH refused: too many failures from this client");
+            return Verdict::RateLimited;
+        }
+        if credentials.acts_for_another() {
+            info!(
+                %client,
+                auth_user = ?username,
+                authzid = ?credentials.authorization_identity,
+                "AUTH failed: authorization identity differs from the user"
+            );
+            return Verdict::Rejected;
+        }
+
+        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+            return Verdict::Unavailable;
+        };
+        let users = Arc::clone(&lock(&self.users));
+        let dummy_phc = Arc::clone(&self.dummy_phc);
+        let known = users.contains(&username);
+        let checked = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // `credentials` (and with it the password) is dropped and wiped here.
+            users.verify(&credentials.username, &credentials.password, &dummy_phc)
+        })
+        .await;
+
+        match checked {
+            Ok(true) => {
+                lock(&self.failures).succeeded(client);
+                Verdict::Accepted
+            }
+            Ok(false) => {
+                let reason = if known {
+                    "wrong password"
+                } else {
+                    "unknown user"
+                };
+                info!(%client, auth_user = ?username, reason, "AUTH failed: invalid credentials");
+                Verdict::Rejected
+            }
+            Err(join_error) => {
+                error!(%join_error, "AUTH verification task failed");
+                Verdict::Unavailable
+            }
+        }
+    }
+}
+
+/// The data behind these mutexes stays consistent even if a holder panicked (each update is
+/// one assignment), so a poisoned lock is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
