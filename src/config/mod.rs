@@ -803,7 +803,8 @@ mod tests {
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
              spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
              listener[0]{address=127.0.0.1:2525 tls=none auth=none backlog=4096} \
-             auth{users_file=none failures_max=5 failure_window=10m} relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
+             auth{users_file=none failures_max=5 failure_window=10m} \
+             relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \
              recipients_max=1000 bad_commands_max=20 greeting_delay=0s command_timeout=5m \
              data_timeout=3m bare_line_endings=reject} \

@@ -108,7 +108,11 @@ impl Inner {
     async fn verify(&self, client: IpAddr, credentials: Credentials) -> Verdict {
         let username = credentials.username.clone();
         if !lock(&self.failures).admit(client, Instant::now()) {
-            warn!(%client, auth_user = ?username, "AUTH refused: too many failures from this client");
+            warn!(
+                %client,
+                auth_user = ?username,
+                "AUTH refused: too many failures from this client"
+            );
             return Verdict::RateLimited;
         }
         if credentials.acts_for_another() {

@@ -1,11 +1,11 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
-//! It owns what is not on the hot path and what only exists for tokio: signal handling, the
-//! admin API, the DNS resolver (`dns`) and AUTH verification (`credentials`) today; metrics and
-//! message authentication as they arrive. SIGHUP reloads the AUTH users file. Shards reach it only through the channels in `shard::link`. Requests that wait on the
-//! network run as their own tasks, so one slow lookup never delays a ping or a signal. It must
-//! never be needed to accept or store a message, so a slow control thread can delay
-//! administration and delivery but never acceptance.
+//! It owns what is not on the hot path and what only exists for tokio: signal handling, the admin
+//! API, the DNS resolver (`dns`) and AUTH verification (`credentials`) today; metrics and message
+//! authentication as they arrive. SIGHUP reloads the AUTH users file. Shards reach it only through
+//! the channels in `shard::link`. Requests that wait on the network run as their own tasks, so one
+//! slow lookup never delays a ping or a signal. It must never be needed to accept or store a
+//! message, so a slow control thread can delay administration and delivery but never acceptance.
 
 pub mod credentials;
 pub mod dns;

@@ -1,7 +1,7 @@
-//! The SMTP protocol machine: bytes in, replies and events out. This module owns the server
-//! side of RFC 5321 with the extensions postern offers (PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
-//! ENHANCEDSTATUSCODES, CHUNKING, DSN, STARTTLS, AUTH). It guarantees that every byte a client can send
-//! is answered by a reply from a fixed table, that memory per session stays within the named
+//! The SMTP protocol machine: bytes in, replies and events out. This module owns the server side of
+//! RFC 5321 with the extensions postern offers (PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+//! ENHANCEDSTATUSCODES, CHUNKING, DSN, STARTTLS, AUTH). It guarantees that every byte a client can
+//! send is answered by a reply from a fixed table, that memory per session stays within the named
 //! `Limits`, and that only `<CRLF>.<CRLF>` ends a DATA body. It never touches sockets, files,
 //! clocks, the spool or any runtime: the shard driver feeds it bytes and acts on its events.
 

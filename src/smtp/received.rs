@@ -1,7 +1,8 @@
-//! The `Received:` trace header (RFC 5321 §4.4, RFC 5322 §3.6.7) and the WITH protocol names
-//! of RFC 3848 (with its TLS `S` and AUTH `A` suffixes) and RFC 6531 §3.7.3. This file owns the header's text and guarantees it is
-//! folded CRLF + TAB, ends in CRLF and carries nothing a client could use to forge a second
-//! clause. It never picks the date or the queue id: the driver passes both in.
+//! The `Received:` trace header (RFC 5321 §4.4, RFC 5322 §3.6.7) and the WITH protocol names of
+//! RFC 3848 (with its TLS `S` and AUTH `A` suffixes) and RFC 6531 §3.7.3. This file owns the
+//! header's text and guarantees it is folded CRLF + TAB, ends in CRLF and carries nothing a
+//! client could use to forge a second clause. It never picks the date or the queue id: the
+//! driver passes both in.
 
 use std::fmt::Write;
 use std::net::IpAddr;

@@ -1,11 +1,11 @@
 //! The SMTP server session: one state machine per connection, fed bytes by the shard driver.
 //! This file owns the input framing (command lines, DATA bodies, BDAT chunks), the events
 //! handed to the driver and the output buffer; `verbs.rs` owns what each command does and
-//! `refusal.rs` the replies to refused ones, `auth.rs` the SASL exchange of AUTH. It guarantees that commands are answered in the
-//! order they arrived (RFC 2920 §3.1), that a partial command line never holds more than
-//! `command_line_max_bytes`, and that nothing is read from the input between an event that
-//! needs the driver (MessageComplete, StartTls, Authenticate, Close) and the driver's answer.
-//! It never performs I/O, reads a clock or blocks.
+//! `refusal.rs` the replies to refused ones, `auth.rs` the SASL exchange of AUTH. It guarantees
+//! that commands are answered in the order they arrived (RFC 2920 §3.1), that a partial command
+//! line never holds more than `command_line_max_bytes`, and that nothing is read from the input
+//! between an event that needs the driver (MessageComplete, StartTls, Authenticate, Close) and
+//! the driver's answer. It never performs I/O, reads a clock or blocks.
 
 mod auth;
 mod refusal;
