@@ -165,3 +165,74 @@ impl Inner {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::sasl::hash_password;
+
+    fn credentials(authorization: Option<&str>, username: &str, password: &str) -> Credentials {
+        Credentials {
+            authorization_identity: authorization.map(str::to_owned),
+            username: username.to_owned(),
+            password: Zeroizing::new(password.to_owned()),
+        }
+    }
+
+    fn ask(authenticator: &Authenticator, client: IpAddr, attempt: Credentials) -> Verdict {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (reply_tx, reply_rx) = flume::bounded(1);
+            authenticator.spawn_verify(client, attempt, reply_tx);
+            reply_rx.recv_async().await.expect("a verdict")
+        })
+    }
+
+    #[test]
+    fn verdicts_and_the_global_failure_window() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let users_file = directory.path().join("users");
+        let phc = hash_password("secret").expect("hash");
+        std::fs::write(&users_file, format!("alice:{phc}\n")).expect("write users");
+        let config = AuthConfig {
+            users_file: Some(users_file.clone()),
+            failures_max: 2,
+            failure_window: Duration::from_secs(600),
+        };
+        let authenticator = Authenticator::load(&config, &users_file).expect("load");
+        let client: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+
+        let right = || credentials(None, "alice", "secret");
+        assert_eq!(ask(&authenticator, client, right()), Verdict::Accepted);
+        let as_itself = credentials(Some("alice"), "alice", "secret");
+        assert_eq!(ask(&authenticator, client, as_itself), Verdict::Accepted);
+        let as_bob = credentials(Some("bob"), "alice", "secret");
+        assert_eq!(ask(&authenticator, client, as_bob), Verdict::Rejected);
+        let unknown = credentials(None, "mallory", "secret");
+        assert_eq!(ask(&authenticator, client, unknown), Verdict::Rejected);
+
+        // Two failures used the window up: even the right password is refused unchecked.
+        assert_eq!(ask(&authenticator, client, right()), Verdict::RateLimited);
+        assert_eq!(ask(&authenticator, other, right()), Verdict::Accepted);
+
+        // A reload that fails keeps alice; one that works replaces her.
+        std::fs::write(&users_file, "broken\n").expect("break users");
+        authenticator.reload();
+        assert_eq!(ask(&authenticator, other, right()), Verdict::Accepted);
+        let bob = hash_password("pw").expect("hash");
+        std::fs::write(&users_file, format!("bob:{bob}\n")).expect("write users");
+        authenticator.reload();
+        let wrong = credentials(None, "alice", "secret");
+        assert_eq!(ask(&authenticator, other, wrong), Verdict::Rejected);
+        let bob = credentials(None, "bob", "pw");
+        assert_eq!(ask(&authenticator, other, bob), Verdict::Accepted);
+    }
+}

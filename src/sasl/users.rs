@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -249,12 +249,20 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), UsersFileError> {
         std::process::id()
     ));
 
+    // The relay must still be able to read the file after root edits it, so the new file keeps
+    // the old one's owner when the caller is allowed to give it away (root is).
+    let owner = fs::metadata(path)
+        .ok()
+        .map(|metadata| (metadata.uid(), metadata.gid()));
     let written = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&temporary)?;
+        if let Some((uid, gid)) = owner {
+            let _ = std::os::unix::fs::fchown(&file, Some(uid), Some(gid));
+        }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&temporary, path)?;

@@ -29,6 +29,8 @@ pub const REPLY_PATIENCE: Duration = Duration::from_secs(15);
 pub struct Options {
     /// Lines inside `[server]`, after hostname/spool/shards.
     pub server: &'static str,
+    /// Lines inside the `[[listener]]`, after its address (`auth = "optional"`).
+    pub listener: &'static str,
     /// Lines inside `[relay]`; default: relay for 127.0.0.0/8.
     pub relay: Option<&'static str>,
     /// Lines inside `[smtp]`.
@@ -82,12 +84,13 @@ impl Relay {
             .unwrap_or_else(|| smarthost_route(SocketAddr::from(([127, 0, 0, 1], free_port()))));
         let config = format!(
             "[server]\nhostname = \"relay.test\"\nspool = \"{spool}\"\nshards = {shards}\n{server}\n\n\
-             [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
+             [[listener]]\naddress = \"127.0.0.1:{port}\"\n{listener}\n\n\
              [relay]\n{relay}\n\n[smtp]\n{smtp}\n\n{routes}\n\
              [delivery]\n{delivery}\n\n[log]\nlevel = \"debug\"\n\n{extra}\n",
             spool = spool.display(),
             shards = options.shards.unwrap_or(1),
             server = options.server,
+            listener = options.listener,
             smtp = options.smtp,
             delivery = options.delivery,
             extra = options.extra,
