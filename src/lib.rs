@@ -20,3 +20,4 @@ pub mod shard;
 pub mod smtp;
 pub mod spool;
 pub mod time;
+pub mod tls;

@@ -14,12 +14,14 @@ use std::sync::Arc;
 use nix::sys::resource::{getrlimit, Resource};
 use tracing::info;
 
-use crate::config::{AuthMode, Config, TlsMode};
+use crate::config::{AuthMode, Config};
 use crate::control::credentials::Authenticator;
+use crate::control::reload::Reloadable;
 use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
+use crate::tls::InboundTls;
 
 /// Runs the relay until it is told to stop.
 pub fn serve(mut config: Config) -> Result<(), Fatal> {
@@ -51,6 +53,13 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
     let config = Arc::new(config);
 
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => Some(Arc::new(
+            InboundTls::load(tls, &config.source).map_err(|errors| Fatal::config(&errors))?,
+        )),
+    };
+
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
@@ -60,6 +69,10 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         config.server.shutdown_timeout,
         &config.dns,
         admin_address,
+        Reloadable {
+            tls: tls.clone(),
+            users: authenticator.clone(),
+        },
         authenticator,
     )?;
 
@@ -74,6 +87,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
                 .map(|listener| listener.per_shard.remove(0))
                 .collect(),
             link,
+            tls: tls.clone(),
         })
         .collect();
     let shards = match Shards::start(Arc::clone(&config), specs) {
@@ -98,19 +112,6 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
 /// Features the configuration can name but this build cannot serve yet. Refusing to
 /// start is better than silently serving in clear text on a port meant for TLS.
 fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
-    for (index, listener) in config.listeners.iter().enumerate() {
-        // LIMITATION(L1): no TLS yet.
-        if listener.tls != TlsMode::None {
-            return Err(Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!(
-                    "{}: listener[{index}]: tls is not available in this build yet",
-                    config.source
-                ),
-                "set tls = \"none\" on that listener (docs/limitations.md, L1)",
-            ));
-        }
-    }
     for (index, route) in config.routes.iter().enumerate() {
         // LIMITATION(L2): outbound connections cannot be bound to a source address yet.
         if route.source_address.is_some() {

@@ -33,9 +33,9 @@ fn users_file(directory: &Path) -> PathBuf {
     users
 }
 
-fn auth_relay(users: &Path, listener: &'static str) -> Relay {
+fn auth_relay(users: &Path, listener: &str) -> Relay {
     Relay::start(Options {
-        listener,
+        listener: listener.to_owned(),
         extra: format!("[auth]\nusers_file = \"{}\"\n", users.display()),
         ..Options::default()
     })

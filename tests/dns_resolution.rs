@@ -66,8 +66,16 @@ where
     let runner = std::thread::spawn(move || {
         let (control_link, mut shard_links) = link::links(1);
         let dns = DnsConfig { servers };
-        let control = Control::start(control_link, Duration::from_secs(1), &dns, None, None)
-            .expect("start the control thread");
+        let reloadable = postern::control::reload::Reloadable::default();
+        let control = Control::start(
+            control_link,
+            Duration::from_secs(1),
+            &dns,
+            None,
+            reloadable,
+            None,
+        )
+        .expect("start the control thread");
         let client = shard_links.remove(0).control;
         let executor = LocalExecutorBuilder::new(Placement::Unbound)
             .make()

@@ -145,9 +145,11 @@ pub fn main() -> ExitCode {
                 tracing::error!(cause = %fatal.cause, fix = %fatal.fix, "postern cannot run");
             })
         }),
-        Command::CheckConfig { config } => load(config.as_deref()).map(|config| {
-            println!("{}: configuration is valid", config.source);
-        }),
+        Command::CheckConfig { config } => load(config.as_deref())
+            .and_then(|config| check_material(&config).map(|()| config))
+            .map(|config| {
+                println!("{}: configuration is valid", config.source);
+            }),
         Command::Spool(SpoolCommand::Export {
             spool,
             output,
@@ -269,11 +271,14 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, Fatal> {
     loaded.map_err(config_fatal)
 }
 
+/// Reads the files the configuration names, as `serve` will: certificates and keys.
+fn check_material(config: &Config) -> Result<(), Fatal> {
+    if let Some(tls) = &config.tls {
+        crate::tls::InboundTls::load(tls, &config.source).map_err(config_fatal)?;
+    }
+    Ok(())
+}
+
 fn config_fatal(errors: ConfigErrors) -> Fatal {
-    let count = errors.errors.len();
-    Fatal::new(
-        ExitReason::ConfigInvalid,
-        format!("{errors}\n{count} configuration error(s)"),
-        "",
-    )
+    Fatal::config(&errors)
 }

@@ -31,7 +31,7 @@ pub use model::*;
 pub use names::domain_matches;
 pub use units::{parse_duration, parse_size_bytes};
 
-use error::Errors;
+pub(crate) use error::Errors;
 use sections::SystemHostname;
 use walk::Fields;
 
@@ -107,7 +107,12 @@ fn parse_with_hostname(
     let log = sections::log(&mut errors, fields.get("log"));
     let auth = sections::auth(&mut errors, fields.get("auth"));
 
-    cross::listeners(&mut errors, &listeners, fields.get("tls").is_some());
+    cross::listeners(
+        &mut errors,
+        &listeners,
+        fields.get("tls").is_some(),
+        tls.as_ref(),
+    );
     cross::auth(&mut errors, &listeners, &auth, fields.get("auth").is_some());
     cross::routes(&mut errors, &routes);
     cross::dkim(&mut errors, &dkim);
@@ -802,7 +807,7 @@ mod tests {
             "source=test.toml server{hostname=relay.test spool=./postern-spool shards=auto \
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
              spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
-             listener[0]{address=127.0.0.1:2525 tls=none auth=none backlog=4096} \
+             listener[0]{address=127.0.0.1:2525 tls=none auth=none client_certificates=false backlog=4096} \
              auth{users_file=none failures_max=5 failure_window=10m} \
              relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \

@@ -65,6 +65,9 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: TlsMode,
     pub auth: AuthMode,
+    /// Ask TLS clients for a certificate issued by `tls.client_ca`; a client that presents a
+    /// valid one may relay as if it were in `relay.allow_networks`.
+    pub client_certificates: bool,
     /// Length of the kernel accept queue handed to `listen(2)`.
     pub backlog: u32,
 }
@@ -85,9 +88,25 @@ pub enum AuthMode {
     Required,
 }
 
-/// `[tls]`: the server certificate shared by every TLS listener.
+/// `[tls]`: the certificates every TLS listener serves, and who may present a client
+/// certificate. The files are read at start and again on reload (SIGHUP or the admin API).
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
+    /// Served when the client names no host, or one no `[[tls.sni]]` entry covers.
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    /// CA certificates whose client certificates make a client a trusted relay, on listeners
+    /// with `client_certificates = true`.
+    pub client_ca: Option<PathBuf>,
+    /// Certificates chosen by the name the client asks for (SNI), in file order.
+    pub sni: Vec<SniCertificate>,
+}
+
+/// `[[tls.sni]]`: a certificate for some host names.
+#[derive(Debug, Clone)]
+pub struct SniCertificate {
+    /// Lowercase names, exact (`mx.example.org`) or one-label wildcards (`*.example.org`).
+    pub names: Vec<String>,
     pub certificate: PathBuf,
     pub private_key: PathBuf,
 }
@@ -313,17 +332,33 @@ impl Config {
         for (index, listener) in self.listeners.iter().enumerate() {
             write!(
                 out,
-                " listener[{index}]{{address={} tls={} auth={} backlog={}}}",
-                listener.address, listener.tls, listener.auth, listener.backlog
+                " listener[{index}]{{address={} tls={} auth={} client_certificates={} backlog={}}}",
+                listener.address,
+                listener.tls,
+                listener.auth,
+                listener.client_certificates,
+                listener.backlog
             )?;
         }
         if let Some(tls) = &self.tls {
             write!(
                 out,
-                " tls{{certificate={} private_key={}}}",
+                " tls{{certificate={} private_key={}",
                 tls.certificate.display(),
                 tls.private_key.display()
             )?;
+            if let Some(client_ca) = &tls.client_ca {
+                write!(out, " client_ca={}", client_ca.display())?;
+            }
+            for sni in &tls.sni {
+                write!(
+                    out,
+                    " sni{{names=[{}] certificate={}}}",
+                    sni.names.join(","),
+                    sni.certificate.display()
+                )?;
+            }
+            out.write_str("}")?;
         }
 
         write!(

@@ -39,8 +39,9 @@ const SERVER_KEYS: &[&str] = &[
     "spool_keys",
     "spool_key",
 ];
-const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "backlog"];
-const TLS_KEYS: &[&str] = &["certificate", "private_key"];
+const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "client_certificates", "backlog"];
+const TLS_KEYS: &[&str] = &["certificate", "private_key", "client_ca", "sni"];
+const SNI_KEYS: &[&str] = &["names", "certificate", "private_key"];
 const RELAY_KEYS: &[&str] = &["allow_networks", "local_domains"];
 const SMTP_KEYS: &[&str] = &[
     "message_size_max",
@@ -218,6 +219,7 @@ pub(crate) fn listeners(
         );
         let tls = fields.optional(errors, "tls", TlsMode::None, one_of(TlsMode::ALL));
         let auth = fields.optional(errors, "auth", AuthMode::None, one_of(AuthMode::ALL));
+        let client_certificates = fields.optional(errors, "client_certificates", false, boolean);
         let backlog = fields.optional(errors, "backlog", 4096, integer_in(1, 65_535));
         if let Some(address) = address {
             listeners.push((
@@ -226,6 +228,7 @@ pub(crate) fn listeners(
                     address,
                     tls,
                     auth,
+                    client_certificates,
                     backlog,
                 },
             ));
@@ -239,10 +242,51 @@ pub(crate) fn tls(errors: &mut Errors, value: Option<&Value>) -> Option<TlsConfi
     let fields = Fields::new(errors, "tls", table, TLS_KEYS);
     let certificate = fields.required(errors, "certificate", "a PEM file path", readable_file);
     let private_key = fields.required(errors, "private_key", "a PEM file path", readable_file);
+    let client_ca = fields.optional(errors, "client_ca", None, |errors, key, value| {
+        readable_file(errors, key, value).map(Some)
+    });
+    let sni = fields
+        .get("sni")
+        .map_or_else(Vec::new, |value| sni_certificates(errors, value));
     Some(TlsConfig {
         certificate: certificate?,
         private_key: private_key?,
+        client_ca,
+        sni,
     })
+}
+
+fn sni_certificates(errors: &mut Errors, value: &Value) -> Vec<SniCertificate> {
+    let mut certificates = Vec::new();
+    for (path, table) in tables_of(errors, "tls.sni", value) {
+        let fields = Fields::new(errors, path, table, SNI_KEYS);
+        let names = fields.required(
+            errors,
+            "names",
+            "host names such as [\"mx.example.org\", \"*.example.org\"]",
+            array_of(|text| names::domain_pattern(text, false)),
+        );
+        let certificate = fields.required(errors, "certificate", "a PEM file path", readable_file);
+        let private_key = fields.required(errors, "private_key", "a PEM file path", readable_file);
+        if let Some(names) = &names {
+            if names.is_empty() {
+                errors.push(
+                    fields.key("names"),
+                    "empty; list the host names this certificate is for",
+                );
+            }
+        }
+        if let (Some(names), Some(certificate), Some(private_key)) =
+            (names, certificate, private_key)
+        {
+            certificates.push(SniCertificate {
+                names,
+                certificate,
+                private_key,
+            });
+        }
+    }
+    certificates
 }
 
 pub(crate) fn relay(errors: &mut Errors, value: Option<&Value>) -> RelayConfig {

@@ -70,20 +70,25 @@ impl Authenticator {
         })
     }
 
-    /// Reads the users file again (SIGHUP). A file that fails to load leaves the users as they
-    /// were, and says so.
-    pub fn reload(&self) {
+    /// Reads the users file again (SIGHUP, `POST /reload`); `cause` goes into the log. A file
+    /// that fails to load leaves the users as they were, and says so. Returns the user count.
+    pub fn reload(&self, cause: &str) -> Result<usize, String> {
         let path = &self.inner.users_file;
         match UserTable::load(path) {
             Ok(users) => {
                 let count = users.len();
                 *lock(&self.inner.users) = Arc::new(users);
-                info!(users_file = %path.display(), users = count, "AUTH users reloaded");
+                info!(%cause, users_file = %path.display(), users = count, "AUTH users reloaded");
+                Ok(count)
             }
-            Err(error) => error!(
-                %error,
-                "AUTH users file reload failed; the users loaded before stay in force"
-            ),
+            Err(error) => {
+                error!(
+                    %cause,
+                    %error,
+                    "AUTH users file reload failed; the users loaded before stay in force"
+                );
+                Err(error.to_string())
+            }
         }
     }
 
@@ -225,11 +230,11 @@ mod tests {
 
         // A reload that fails keeps alice; one that works replaces her.
         std::fs::write(&users_file, "broken\n").expect("break users");
-        authenticator.reload();
+        assert!(authenticator.reload("test").is_err());
         assert_eq!(ask(&authenticator, other, right()), Verdict::Accepted);
         let bob = hash_password("pw").expect("hash");
         std::fs::write(&users_file, format!("bob:{bob}\n")).expect("write users");
-        authenticator.reload();
+        assert_eq!(authenticator.reload("test"), Ok(1));
         let wrong = credentials(None, "alice", "secret");
         assert_eq!(ask(&authenticator, other, wrong), Verdict::Rejected);
         let bob = credentials(None, "bob", "pw");

@@ -2,17 +2,20 @@
 //!
 //! It owns what is not on the hot path and what only exists for tokio: signal handling, the admin
 //! API, the DNS resolver (`dns`) and AUTH verification (`credentials`) today; metrics and message
-//! authentication as they arrive. SIGHUP reloads the AUTH users file. Shards reach it only through
-//! the channels in `shard::link`. Requests that wait on the network run as their own tasks, so one
-//! slow lookup never delays a ping or a signal. It must never be needed to accept or store a
-//! message, so a slow control thread can delay administration and delivery but never acceptance.
+//! authentication as they arrive. SIGHUP reloads the TLS certificates and the AUTH users file
+//! (`reload`). Shards reach it only through the channels in `shard::link`. Requests that wait on
+//! the network run as their own tasks, so one slow lookup never delays a ping or a signal. It
+//! must never be needed to accept or store a message, so a slow control thread can delay
+//! administration and delivery but never acceptance.
 
 pub mod credentials;
 pub mod dns;
+pub mod reload;
 
 mod admin;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,7 @@ use crate::sasl::Verdict;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
 use credentials::Authenticator;
 use dns::Dns;
+use reload::Reloadable;
 
 /// A running control thread.
 pub struct Control {
@@ -34,7 +38,8 @@ pub struct Control {
 
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
-    /// `shutdown_timeout`; a second signal shortens the deadline to now. DNS questions are
+    /// `shutdown_timeout`; a second signal shortens the deadline to now; SIGHUP reloads what
+    /// `reloadable` holds (the TLS certificates and the AUTH users file). DNS questions are
     /// answered with the resolvers of `dns_config`; the admin API listens on `admin_address`.
     /// AUTH credentials are checked by `authenticator`; without one every attempt is answered
     /// `Unavailable`.
@@ -43,6 +48,7 @@ impl Control {
         shutdown_timeout: Duration,
         dns_config: &DnsConfig,
         admin_address: Option<SocketAddr>,
+        reloadable: Reloadable,
         authenticator: Option<Authenticator>,
     ) -> Result<Control, Fatal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -80,12 +86,21 @@ impl Control {
         let thread = std::thread::Builder::new()
             .name("postern-control".into())
             .spawn(move || {
+                let reloadable = Arc::new(reloadable);
                 if let Some(listener) = admin_listener {
                     let shards = link.shards.clone();
-                    runtime.spawn(admin::serve(listener, shards));
+                    runtime.spawn(admin::serve(listener, shards, Arc::clone(&reloadable)));
                 }
                 let services = Services { dns, authenticator };
-                runtime.block_on(run(link, signals, services, shutdown_timeout, stop_rx));
+                let control = run(
+                    link,
+                    signals,
+                    services,
+                    &reloadable,
+                    shutdown_timeout,
+                    stop_rx,
+                );
+                runtime.block_on(control);
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -118,7 +133,7 @@ struct Signals {
     hangup: tokio::signal::unix::Signal,
 }
 
-/// What a signal asks of the process.
+/// What a signal asks for.
 enum SignalRequest {
     Shutdown(&'static str),
     Reload,
@@ -151,6 +166,7 @@ async fn run(
     link: ControlLink,
     mut signals: Signals,
     services: Services,
+    reloadable: &Reloadable,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -163,11 +179,12 @@ async fn run(
             },
             request = signals.next() => {
                 let name = match request {
-                    SignalRequest::Shutdown(name) => name,
                     SignalRequest::Reload => {
-                        reload(&services);
+                        info!(signal = "SIGHUP", "reloading");
+                        reloadable.reload("SIGHUP");
                         continue;
                     }
+                    SignalRequest::Shutdown(name) => name,
                 };
                 let deadline = if shutdown_requested {
                     info!(signal = name, "second signal: sessions are closed now");
@@ -217,20 +234,6 @@ fn answer(services: &Services, request: ControlRequest) {
                 let _ = reply.send(Verdict::Unavailable);
             }
         },
-    }
-}
-
-/// SIGHUP: reloads what can change without a restart (today, the AUTH users file).
-fn reload(services: &Services) {
-    match &services.authenticator {
-        Some(authenticator) => {
-            info!(signal = "SIGHUP", "reloading the AUTH users file");
-            authenticator.reload();
-        }
-        None => info!(
-            signal = "SIGHUP",
-            "nothing to reload: no listener offers AUTH"
-        ),
     }
 }
 

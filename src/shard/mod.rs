@@ -17,6 +17,7 @@ mod queue;
 mod reclaim;
 pub mod resolution;
 pub mod spool;
+mod stream;
 
 use std::cell::Cell;
 use std::io;
@@ -33,7 +34,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::{AuthMode, BareLineEndings, Config};
+use crate::config::{BareLineEndings, Config, ListenerConfig, TlsMode};
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
 use link::ShardLink;
@@ -72,6 +73,8 @@ pub struct ShardSpec {
     /// This shard's listening sockets, one per configured listener.
     pub listeners: Vec<OwnedFd>,
     pub link: ShardLink,
+    /// Certificates for TLS listeners, shared by every shard.
+    pub tls: Option<Arc<crate::tls::InboundTls>>,
 }
 
 /// The running shards.
@@ -161,6 +164,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         index,
         listeners,
         link,
+        tls,
         ..
     } = spec;
 
@@ -201,6 +205,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         queue,
         link.control.clone(),
         session_deadline_rx,
+        tls,
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
@@ -213,7 +218,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
             unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
         let accepting = accept_loop(
             listener,
-            listener_config.auth,
+            Rc::new(listener_config.clone()),
             Rc::clone(&context),
             stop_accepting_rx.clone(),
         );
@@ -324,7 +329,7 @@ fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
 
 async fn accept_loop(
     listener: TcpListener,
-    auth: AuthMode,
+    profile: Rc<ListenerConfig>,
     context: Rc<ShardContext>,
     stop: flume::Receiver<()>,
 ) {
@@ -347,10 +352,13 @@ async fn accept_loop(
         };
 
         if context.sessions.get() >= context.sessions_max {
-            connection::refuse_over_limit(
-                &stream,
-                &smtp::too_many_sessions_reply(&context.hostname),
-            );
+            // A TLS client would read a clear-text reply as a broken handshake; it just closes.
+            if profile.tls != TlsMode::Implicit {
+                connection::refuse_over_limit(
+                    &stream,
+                    &smtp::too_many_sessions_reply(&context.hostname),
+                );
+            }
             context
                 .counters
                 .sessions_refused
@@ -370,8 +378,15 @@ async fn accept_loop(
             .sessions_accepted
             .set(context.counters.sessions_accepted.get() + 1);
         let session_context = Rc::clone(&context);
+        let session_profile = Rc::clone(&profile);
         let session = async move {
-            connection::serve(stream, Rc::clone(&session_context), session_id, auth).await;
+            connection::serve(
+                stream,
+                Rc::clone(&session_context),
+                session_id,
+                session_profile,
+            )
+            .await;
             session_context
                 .sessions
                 .set(session_context.sessions.get() - 1);
@@ -402,6 +417,8 @@ pub(crate) struct ShardContext {
     pub control: link::ControlClient,
     /// Disconnected (never sent on) when the shutdown deadline passes.
     session_deadline: flume::Receiver<()>,
+    /// Certificates and the TLS profile, when `[tls]` is configured.
+    pub tls: Option<Arc<crate::tls::InboundTls>>,
 }
 
 impl ShardContext {
@@ -411,6 +428,7 @@ impl ShardContext {
         queue: Rc<queue::Queue>,
         control: link::ControlClient,
         session_deadline: flume::Receiver<()>,
+        tls: Option<Arc<crate::tls::InboundTls>>,
     ) -> ShardContext {
         let smtp = &config.smtp;
         ShardContext {
@@ -437,6 +455,7 @@ impl ShardContext {
             session_ids: Cell::new(0),
             control,
             session_deadline,
+            tls,
         }
     }
 
@@ -488,6 +507,8 @@ pub(crate) struct Counters {
     pub messages_accepted: Cell<u64>,
     pub sessions_refused: Cell<u64>,
     pub early_talkers: Cell<u64>,
+    pub tls_handshakes: Cell<u64>,
+    pub tls_handshake_failures: Cell<u64>,
 }
 
 impl Counters {

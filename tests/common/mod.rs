@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod certificates;
 pub mod dns_server;
 pub mod next_hop;
 
@@ -29,8 +30,8 @@ pub const REPLY_PATIENCE: Duration = Duration::from_secs(15);
 pub struct Options {
     /// Lines inside `[server]`, after hostname/spool/shards.
     pub server: &'static str,
-    /// Lines inside the `[[listener]]`, after its address (`auth = "optional"`).
-    pub listener: &'static str,
+    /// Lines inside the first `[[listener]]`, after its address (`tls = "starttls"`).
+    pub listener: String,
     /// Lines inside `[relay]`; default: relay for 127.0.0.0/8.
     pub relay: Option<&'static str>,
     /// Lines inside `[smtp]`.
@@ -167,6 +168,11 @@ impl Relay {
     pub fn terminate(&mut self, patience: Duration) -> ExitStatus {
         signal(self.child.id(), libc_sigterm());
         self.wait(patience)
+    }
+
+    /// Sends SIGHUP: reload certificates (and whatever else reloads).
+    pub fn hangup(&self) {
+        signal(self.child.id(), 1);
     }
 
     pub fn wait(&mut self, patience: Duration) -> ExitStatus {

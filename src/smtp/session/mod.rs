@@ -305,6 +305,20 @@ impl Session {
         self.mode = Mode::Command;
     }
 
+    /// The session's listener speaks TLS from the first byte (RFC 8314) and the handshake has
+    /// completed; called before `greet`, so STARTTLS is never offered.
+    pub fn tls_from_start(&mut self) {
+        debug_assert!(self.hello.is_none(), "implicit TLS after the greeting");
+        self.params.tls_active = true;
+    }
+
+    /// The client presented a certificate that verified against the configured client CA:
+    /// it may relay like a client from `relay.allow_networks`.
+    pub fn trust_client_certificate(&mut self) {
+        debug_assert!(self.params.tls_active);
+        self.params.relay_allowed = true;
+    }
+
     /// The phase timeout fired (RFC 5321 §4.5.3.2); queues 421 and closes.
     pub fn timed_out(&mut self) {
         let text = format!(
