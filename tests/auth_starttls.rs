@@ -1,0 +1,167 @@
+//! Scenario: SMTP AUTH after STARTTLS, driven by Python's smtplib (tests/peers/auth_probe.py).
+//! PLAIN and LOGIN succeed with the right password, the authenticated session relays to a
+//! domain that is not local and its message says `with ESMTPSA`; a wrong password is `535`,
+//! and once a client address has used up `failures_max`, even the right password is `454`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::certificates::Authority;
+use common::{postern_binary, Options, Relay};
+use serde_json::Value;
+
+struct AuthRelay {
+    relay: Relay,
+    ca: PathBuf,
+    _directory: tempfile::TempDir,
+}
+
+/// A STARTTLS listener with `auth = "required"` that trusts no network, so only AUTH can grant
+/// relaying; alice's password is `correct horse`.
+fn start(failures_max: u32) -> AuthRelay {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let authority = Authority::new(directory.path(), "ca");
+    let server = authority.server("server", &["relay.test"]);
+    let users = directory.path().join("users");
+    add_user(&users, "alice", "correct horse");
+
+    let extra = format!(
+        "[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n\n\
+         [auth]\nusers_file = \"{}\"\nfailures_max = {failures_max}\nfailure_window = \"10m\"\n",
+        server.certificate.display(),
+        server.private_key.display(),
+        users.display(),
+    );
+    let relay = Relay::start(Options {
+        listener: "tls = \"starttls\"\nauth = \"required\"".into(),
+        relay: Some("allow_networks = []\nlocal_domains = [\"example.com\"]"),
+        extra,
+        ..Options::default()
+    });
+    AuthRelay {
+        relay,
+        ca: authority.certificate.clone(),
+        _directory: directory,
+    }
+}
+
+fn add_user(users: &Path, name: &str, password: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new(postern_binary())
+        .args(["user", "add", name, "--password-stdin", "--users-file"])
+        .arg(users)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run postern user add");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{password}").expect("write the password");
+    drop(stdin);
+    assert!(child.wait().expect("wait").success());
+}
+
+fn probe(relay: &AuthRelay, mechanism: &str, password: &str) -> Value {
+    let output = Command::new("/usr/bin/python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/auth_probe.py"
+        ))
+        .args(["--port", &relay.relay.address.port().to_string(), "--ca"])
+        .arg(&relay.ca)
+        .args([
+            "--mechanism",
+            mechanism,
+            "--user",
+            "alice",
+            "--password",
+            password,
+        ])
+        .output()
+        .expect("run tests/peers/auth_probe.py with /usr/bin/python3");
+    assert!(
+        output.status.success(),
+        "auth_probe.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("probe prints JSON")
+}
+
+#[test]
+fn plain_and_login_succeed_and_may_relay() {
+    let relay = start(5);
+
+    for (round, mechanism) in ["PLAIN", "LOGIN"].into_iter().enumerate() {
+        let result = probe(&relay, mechanism, "correct horse");
+        let before = result["ehlo_before"].as_str().unwrap();
+        assert!(!before.contains("AUTH"), "AUTH offered in clear: {before}");
+        assert_eq!(result["mail_before_auth"], 530, "{result}");
+        let after = result["ehlo_after"].as_str().unwrap();
+        assert!(after.contains("AUTH PLAIN LOGIN"), "{after}");
+
+        assert_eq!(result["auth"], 235, "{mechanism}: {result}");
+        assert!(result["auth_text"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication successful"));
+        assert_eq!(result["mail"], 250, "{result}");
+        assert_eq!(result["rcpt"], 250, "relay to a non-local domain: {result}");
+        assert_eq!(result["data_done"], 250, "{result}");
+
+        let stored = relay.relay.stored();
+        assert_eq!(stored.len(), round + 1);
+        let text = stored[round].message_text();
+        assert!(text.contains(" with ESMTPSA id "), "{text}");
+    }
+
+    let log = relay.relay.log();
+    assert_eq!(log.matches("message accepted").count(), 2, "{log}");
+    assert!(
+        log.lines()
+            .filter(|line| line.contains("message accepted"))
+            .all(|line| line.contains("auth_user=\"alice\"") || line.contains("auth_user=alice")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("correct horse"),
+        "the password reached the log"
+    );
+}
+
+#[test]
+fn wrong_password_is_535_then_the_client_is_rate_limited() {
+    let relay = start(2);
+
+    for mechanism in ["PLAIN", "LOGIN"] {
+        let result = probe(&relay, mechanism, WRONG_PASSWORD);
+        assert_eq!(result["auth"], 535, "{mechanism}: {result}");
+        assert!(result["auth_text"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication credentials invalid"));
+    }
+
+    // Two failures used up the window for 127.0.0.1: the right password is refused, unchecked.
+    let limited = probe(&relay, "PLAIN", "correct horse");
+    assert_eq!(limited["auth"], 454, "{limited}");
+    assert_eq!(relay.relay.stored().len(), 0);
+
+    let log = relay.relay.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("AUTH failed"))
+        .collect();
+    assert_eq!(failures.len(), 2, "{log}");
+    assert!(failures
+        .iter()
+        .all(|line| line.contains("127.0.0.1") && line.contains("alice")));
+    assert!(log.contains("too many failures from this client"), "{log}");
+    assert!(!log.contains(WRONG_PASSWORD), "a password reached the log");
+    assert!(
+        !log.contains("correct horse"),
+        "the password reached the log"
+    );
+}
+
+const WRONG_PASSWORD: &str = "Tr0ub4dor&3";
