@@ -150,6 +150,21 @@ fn only_tls_1_2_and_1_3_are_spoken() {
             assert_eq!(result["version"], format!("TLSv{version}"));
         }
     }
+
+    let metrics = get(tls.admin, "/metrics");
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(value("postern_tls_handshakes_total"), 2, "{metrics}");
+    assert_eq!(
+        value("postern_tls_handshake_failures_total"),
+        2,
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -264,11 +279,19 @@ fn read_line(stream: &mut impl Read) -> String {
     String::from_utf8(line).unwrap()
 }
 
+fn get(address: SocketAddr, path: &str) -> String {
+    request(address, "GET", path).1
+}
+
 fn post(address: SocketAddr, path: &str) -> (u16, String) {
+    request(address, "POST", path)
+}
+
+fn request(address: SocketAddr, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("admin API");
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nX-Postern-Actor: test\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nX-Postern-Actor: test\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();

@@ -258,7 +258,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
         })
         .collect();
     type Read = fn(&ShardMetrics) -> u64;
-    let families: [(&str, &str, &str, Read); 14] = [
+    let families: [(&str, &str, &str, Read); 16] = [
         (
             "sessions_accepted_total",
             "counter",
@@ -276,6 +276,18 @@ fn render_metrics(replies: &[AdminReply]) -> String {
             "counter",
             "Clients that talked before the greeting.",
             |m| m.early_talkers,
+        ),
+        (
+            "tls_handshakes_total",
+            "counter",
+            "Inbound TLS handshakes completed (implicit TLS and STARTTLS).",
+            |m| m.tls_handshakes,
+        ),
+        (
+            "tls_handshake_failures_total",
+            "counter",
+            "Inbound TLS handshakes that failed or timed out; the session was closed.",
+            |m| m.tls_handshake_failures,
         ),
         ("sessions_active", "gauge", "SMTP sessions open now.", |m| {
             m.sessions_active

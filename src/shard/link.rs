@@ -65,6 +65,8 @@ pub struct ShardMetrics {
     pub sessions_accepted: u64,
     pub sessions_refused_over_limit: u64,
     pub early_talkers: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
     /// Batches written, each one write and one fdatasync (plus one per new segment).

@@ -485,6 +485,8 @@ impl ShardContext {
             sessions_accepted: self.counters.sessions_accepted.get(),
             sessions_refused_over_limit: self.counters.sessions_refused.get(),
             early_talkers: self.counters.early_talkers.get(),
+            tls_handshakes: self.counters.tls_handshakes.get(),
+            tls_handshake_failures: self.counters.tls_handshake_failures.get(),
             sessions_active: self.sessions.get() as u64,
             messages_accepted: self.counters.messages_accepted.get(),
             spool_syncs: self.spool.batches_written(),
