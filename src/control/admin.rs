@@ -11,7 +11,7 @@
 //! | `POST /queue/flush` | try every deferred message now |
 //! | `POST /queue/requeue` or `/queue/ID/requeue` | route afresh, try now, lift pauses |
 //! | `POST /queue/ID/hold`, `/release`, `/delete` | hold, release or delete one message |
-//! | `POST /reload` | re-read the TLS certificates, as SIGHUP does |
+//! | `POST /reload` | re-read the TLS certificates and the AUTH users file, as SIGHUP does |
 //!
 //! The owning shard of one message is read from its queue id; requests about all messages go
 //! to every shard and the answers are merged. Each request is bounded: its size, the time to
