@@ -2,19 +2,23 @@
 //! PLAIN and LOGIN succeed with the right password, the authenticated session relays to a
 //! domain that is not local and its message says `with ESMTPSA`; a wrong password is `535`,
 //! and once a client address has used up `failures_max`, even the right password is `454`.
+//! `/metrics` counts each verdict, and `POST /reload` reloads the users file.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::certificates::Authority;
-use common::{postern_binary, Options, Relay};
+use common::{free_port, postern_binary, Options, Relay};
 use serde_json::Value;
 
 struct AuthRelay {
     relay: Relay,
     ca: PathBuf,
+    admin: SocketAddr,
     _directory: tempfile::TempDir,
 }
 
@@ -27,8 +31,9 @@ fn start(failures_max: u32) -> AuthRelay {
     let users = directory.path().join("users");
     add_user(&users, "alice", "correct horse");
 
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let extra = format!(
-        "[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n\n\
+        "[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n\n[admin]\naddress = \"{admin}\"\n\n\
          [auth]\nusers_file = \"{}\"\nfailures_max = {failures_max}\nfailure_window = \"10m\"\n",
         server.certificate.display(),
         server.private_key.display(),
@@ -43,6 +48,7 @@ fn start(failures_max: u32) -> AuthRelay {
     AuthRelay {
         relay,
         ca: authority.certificate.clone(),
+        admin,
         _directory: directory,
     }
 }
@@ -60,6 +66,28 @@ fn add_user(users: &Path, name: &str, password: &str) {
     writeln!(stdin, "{password}").expect("write the password");
     drop(stdin);
     assert!(child.wait().expect("wait").success());
+}
+
+/// One HTTP/1.1 request to the admin API; the whole response, headers and body.
+fn admin_request(admin: SocketAddr, request_line: &str) -> String {
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin API");
+    write!(
+        stream,
+        "{request_line} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+/// The sum over shards of one metric.
+fn total(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn probe(relay: &AuthRelay, mechanism: &str, password: &str) -> Value {
@@ -127,6 +155,22 @@ fn plain_and_login_succeed_and_may_relay() {
         !log.contains("correct horse"),
         "the password reached the log"
     );
+
+    let metrics = admin_request(relay.admin, "GET /metrics");
+    assert_eq!(
+        total(&metrics, "postern_auth_successes_total"),
+        2,
+        "{metrics}"
+    );
+    assert_eq!(
+        total(&metrics, "postern_auth_failures_total"),
+        0,
+        "{metrics}"
+    );
+
+    let reload = admin_request(relay.admin, "POST /reload");
+    assert!(reload.contains("\"auth\""), "{reload}");
+    assert!(reload.contains("\"users\":1"), "{reload}");
 }
 
 #[test]
@@ -162,6 +206,20 @@ fn wrong_password_is_535_then_the_client_is_rate_limited() {
         !log.contains("correct horse"),
         "the password reached the log"
     );
+
+    let metrics = admin_request(relay.admin, "GET /metrics");
+    assert_eq!(
+        total(&metrics, "postern_auth_successes_total"),
+        0,
+        "{metrics}"
+    );
+    assert_eq!(
+        total(&metrics, "postern_auth_failures_total"),
+        2,
+        "{metrics}"
+    );
+    let temporary = total(&metrics, "postern_auth_temporary_failures_total");
+    assert_eq!(temporary, 1, "{metrics}");
 }
 
 const WRONG_PASSWORD: &str = "Tr0ub4dor&3";

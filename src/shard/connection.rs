@@ -306,13 +306,20 @@ impl Driver {
             .control
             .authenticate(self.peer.ip(), credentials, AUTH_PATIENCE)
             .await;
-        match verdict {
-            Verdict::Accepted => info!(auth_user = %username, "authenticated"),
-            Verdict::Unavailable => {
-                warn!(auth_user = %username, "AUTH could not be verified in time: answered 454");
+        let counters = &self.context.counters;
+        let counter = match verdict {
+            Verdict::Accepted => {
+                info!(auth_user = ?username, "authenticated");
+                &counters.auth_successes
             }
-            Verdict::Rejected | Verdict::RateLimited => {}
-        }
+            Verdict::Rejected => &counters.auth_failures,
+            Verdict::RateLimited => &counters.auth_temporary_failures,
+            Verdict::Unavailable => {
+                warn!(auth_user = ?username, "AUTH could not be verified in time: answered 454");
+                &counters.auth_temporary_failures
+            }
+        };
+        counter.set(counter.get() + 1);
         self.session.authentication_result(verdict);
     }
 

@@ -67,6 +67,9 @@ pub struct ShardMetrics {
     pub early_talkers: u64,
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
+    pub auth_successes: u64,
+    pub auth_failures: u64,
+    pub auth_temporary_failures: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
     /// Batches written, each one write and one fdatasync (plus one per new segment).

@@ -487,6 +487,9 @@ impl ShardContext {
             early_talkers: self.counters.early_talkers.get(),
             tls_handshakes: self.counters.tls_handshakes.get(),
             tls_handshake_failures: self.counters.tls_handshake_failures.get(),
+            auth_successes: self.counters.auth_successes.get(),
+            auth_failures: self.counters.auth_failures.get(),
+            auth_temporary_failures: self.counters.auth_temporary_failures.get(),
             sessions_active: self.sessions.get() as u64,
             messages_accepted: self.counters.messages_accepted.get(),
             spool_syncs: self.spool.batches_written(),
@@ -511,6 +514,10 @@ pub(crate) struct Counters {
     pub early_talkers: Cell<u64>,
     pub tls_handshakes: Cell<u64>,
     pub tls_handshake_failures: Cell<u64>,
+    /// AUTH verdicts: `235`, `535`, and `454` (rate limited or not checked in time).
+    pub auth_successes: Cell<u64>,
+    pub auth_failures: Cell<u64>,
+    pub auth_temporary_failures: Cell<u64>,
 }
 
 impl Counters {
