@@ -1,7 +1,7 @@
 //! Scenario: AUTH on a plaintext listener. With `auth = "optional"` the relay does not
 //! advertise AUTH before TLS and answers it `538 5.7.11`, while mail without AUTH still flows;
 //! with `auth = "required"`, MAIL is `530 5.7.0`. The users file is loaded at start (a missing
-//! one stops start-up with exit 78) and reloaded on SIGHUP, keeping the old users when the new
+//! one stops start-up with exit 78, and `check-config` reports it too) and reloaded on SIGHUP, keeping the old users when the new
 //! file is bad.
 
 mod common;
@@ -107,6 +107,16 @@ fn a_missing_users_file_stops_start_up() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("no-such-users"), "{stderr}");
+
+    // check-config reads the file as serve would.
+    let checked = Command::new(postern_binary())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run check-config");
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("auth.users_file"), "{stderr}");
 }
 
 #[test]

@@ -276,6 +276,20 @@ fn check_material(config: &Config) -> Result<(), Fatal> {
     if let Some(tls) = &config.tls {
         crate::tls::InboundTls::load(tls, &config.source).map_err(config_fatal)?;
     }
+    // The users file as `serve` would load it: present, and every line valid.
+    let auth_offered = config
+        .listeners
+        .iter()
+        .any(|listener| listener.auth != config::AuthMode::None);
+    if let (true, Some(users_file)) = (auth_offered, &config.auth.users_file) {
+        crate::sasl::UserTable::load(users_file).map_err(|error| {
+            Fatal::new(
+                ExitReason::ConfigInvalid,
+                format!("{}: auth.users_file: {error}", config.source),
+                "fix the line named, or (re)create the file with `postern user add NAME`",
+            )
+        })?;
+    }
     Ok(())
 }
 
