@@ -56,6 +56,7 @@ impl Authenticator {
             users = users.len(),
             "AUTH users loaded"
         );
+        warn_if_exposed(users_file);
         Ok(Authenticator {
             inner: Arc::new(Inner {
                 users_file: users_file.to_owned(),
@@ -162,6 +163,23 @@ impl Inner {
                 Verdict::Unavailable
             }
         }
+    }
+}
+
+/// The hashes are slow to attack, not impossible: a users file others can read is worth a
+/// warning, though not a refusal (a group-readable file may be deliberate).
+fn warn_if_exposed(users_file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(users_file) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        warn!(
+            users_file = %users_file.display(),
+            mode = format!("{mode:o}"),
+            "the AUTH users file is readable by every local user; chmod 0600 it"
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! handed to the driver and the output buffer; `verbs.rs` owns what each command does and
 //! `refusal.rs` the replies to refused ones, `auth.rs` the SASL exchange of AUTH. It guarantees
 //! that commands are answered in the order they arrived (RFC 2920 §3.1), that a partial command
-//! line never holds more than `command_line_max_bytes`, and that nothing is read from the input
+//! line never holds more than `command_line_max_bytes` (an AUTH line, 12,288: RFC 4954 §4),
+//! and that nothing is read from the input
 //! between an event that needs the driver (MessageComplete, StartTls, Authenticate, Close) and
 //! the driver's answer. It never performs I/O, reads a clock or blocks.
 
