@@ -21,3 +21,4 @@ pub mod smtp;
 pub mod spool;
 pub mod time;
 pub mod tls;
+pub mod verification;

@@ -21,6 +21,7 @@ use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
+use crate::tls::client::OutboundTlsConfigs;
 use crate::tls::InboundTls;
 
 /// Runs the relay until it is told to stop.
@@ -60,6 +61,9 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         )),
     };
 
+    let outbound_tls =
+        Arc::new(OutboundTlsConfigs::load(&config).map_err(|errors| Fatal::config(&errors))?);
+
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
@@ -68,12 +72,13 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         control_link,
         config.server.shutdown_timeout,
         &config.dns,
+        &config.verification,
+        &config.server.hostname,
         admin_address,
         Reloadable {
             tls: tls.clone(),
-            users: authenticator.clone(),
+            users: authenticator,
         },
-        authenticator,
     )?;
 
     let specs = shard_links
@@ -88,6 +93,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
                 .collect(),
             link,
             tls: tls.clone(),
+            outbound_tls: Arc::clone(&outbound_tls),
         })
         .collect();
     let shards = match Shards::start(Arc::clone(&config), specs) {

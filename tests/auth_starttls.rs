@@ -1,7 +1,8 @@
 //! Scenario: SMTP AUTH after STARTTLS, driven by Python's smtplib (tests/peers/auth_probe.py).
 //! PLAIN and LOGIN succeed with the right password, the authenticated session relays to a
-//! domain that is not local and its message says `with ESMTPSA`; a wrong password is `535`,
-//! and once a client address has used up `failures_max`, even the right password is `454`.
+//! domain that is not local and its message says `with ESMTPSA` (and, being trusted, is not
+//! verified); a wrong password is `535`, and once a client address has used up `failures_max`,
+//! even the right password is `454`.
 //! `/metrics` counts each verdict, and `POST /reload` reloads the users file.
 
 mod common;
@@ -141,6 +142,8 @@ fn plain_and_login_succeed_and_may_relay() {
         assert_eq!(stored.len(), round + 1);
         let text = stored[round].message_text();
         assert!(text.contains(" with ESMTPSA id "), "{text}");
+        // Authenticated mail is taken on trust: no SPF/DKIM/DMARC verdict is added.
+        assert!(!text.contains("Authentication-Results:"), "{text}");
     }
 
     let log = relay.relay.log();

@@ -271,11 +271,12 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, Fatal> {
     loaded.map_err(config_fatal)
 }
 
-/// Reads the files the configuration names, as `serve` will: certificates and keys.
+/// Reads the files the configuration names, as `serve` will: certificates, keys and CAs.
 fn check_material(config: &Config) -> Result<(), Fatal> {
     if let Some(tls) = &config.tls {
         crate::tls::InboundTls::load(tls, &config.source).map_err(config_fatal)?;
     }
+    crate::tls::client::OutboundTlsConfigs::load(config).map_err(config_fatal)?;
     // The users file as `serve` would load it: present, and every line valid.
     let auth_offered = config
         .listeners

@@ -29,6 +29,7 @@ pub struct Config {
     /// `[[dkim]]`; no two share a (domain, selector) pair.
     pub dkim: Vec<DkimConfig>,
     pub dns: DnsConfig,
+    pub verification: VerificationConfig,
     pub delivery: DeliveryConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
@@ -151,6 +152,9 @@ pub struct RouteConfig {
     pub domains: Vec<String>,
     pub target: RouteTarget,
     pub tls: OutboundTls,
+    /// CA certificates (PEM) that `tls = "required"` verifies next hops against; the system's
+    /// CA bundle when absent.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Simultaneous connections per shard to one destination of this route.
     pub connections_max: usize,
     /// Messages sent over one connection before it is closed and a fresh one opened.
@@ -172,9 +176,11 @@ pub enum RouteTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundTls {
     None,
-    /// Use STARTTLS when offered, without certificate verification, and fall back to plain text.
+    /// Use STARTTLS when offered, without certificate verification (RFC 7435), and deliver in
+    /// clear text when it is not offered or its handshake fails.
     Opportunistic,
-    /// Refuse to deliver without TLS and a verified certificate.
+    /// Deliver only over TLS with a certificate that verifies for the host name; defer
+    /// otherwise, never falling back to clear text.
     Required,
 }
 
@@ -197,6 +203,19 @@ pub enum DkimAlgorithm {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub servers: Vec<SocketAddr>,
+}
+
+/// `[verification]`: SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) checks of mail from
+/// clients that are neither in `allow_networks` nor authenticated.
+#[derive(Debug, Clone)]
+pub struct VerificationConfig {
+    pub enabled: bool,
+    /// The name that marks our `Authentication-Results:` fields (RFC 8601 §2.5), lowercase.
+    pub authserv_id: String,
+    /// Refuse with `550 5.7.1` a message whose DMARC result is `fail` under `p=reject`.
+    pub dmarc_reject: bool,
+    /// Longest the end-of-data reply waits for the checks; then they read `temperror`.
+    pub timeout: Duration,
 }
 
 /// `[delivery]`: the retry schedule, loop protection and the outbound SMTP timeouts.
@@ -431,6 +450,16 @@ impl Config {
             join(&self.dns.servers)
         };
         write!(out, " dns{{servers=[{dns}]}}")?;
+
+        let verification = &self.verification;
+        write!(
+            out,
+            " verification{{enabled={} authserv_id={} dmarc_reject={} timeout={}}}",
+            verification.enabled,
+            verification.authserv_id,
+            verification.dmarc_reject,
+            format_duration(verification.timeout),
+        )?;
 
         let delivery = &self.delivery;
         let schedule: Vec<String> = delivery

@@ -24,8 +24,19 @@ use super::walk::{
 };
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "server", "listener", "tls", "relay", "smtp", "route", "dkim", "dns", "delivery", "admin",
-    "log", "auth",
+    "server",
+    "listener",
+    "tls",
+    "relay",
+    "smtp",
+    "route",
+    "dkim",
+    "dns",
+    "verification",
+    "delivery",
+    "admin",
+    "log",
+    "auth",
 ];
 const SERVER_KEYS: &[&str] = &[
     "hostname",
@@ -59,6 +70,7 @@ const ROUTE_KEYS: &[&str] = &[
     "smarthost",
     "mx",
     "tls",
+    "tls_ca_file",
     "connections_max",
     "messages_per_connection_max",
     "source_address",
@@ -77,6 +89,7 @@ const DELIVERY_KEYS: &[&str] = &[
 ];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "algorithm", "private_key"];
 const DNS_KEYS: &[&str] = &["servers"];
+const VERIFICATION_KEYS: &[&str] = &["enabled", "authserv_id", "dmarc_reject", "timeout"];
 const ADMIN_KEYS: &[&str] = &["address"];
 const AUTH_KEYS: &[&str] = &["users_file", "failures_max", "failure_window"];
 /// Failures per window: below 3 a user who mistypes twice is locked out; above 100 guessing
@@ -120,6 +133,10 @@ const CONNECTIONS_PER_DESTINATION_MAX: i64 = 1000;
 /// Default retry delays in seconds, in the spirit of RFC 5321 §4.5.4.1 (first retry within
 /// minutes, then backing off): 1m, 5m, 15m, 30m, 1h, 2h, then every 4h.
 const DEFAULT_RETRY_SCHEDULE: &[u64] = &[60, 300, 900, 1800, 3600, 7200, 14_400];
+/// Verification waits on DNS at the end of data, while the client waits for its reply; RFC 5321
+/// §4.5.3.2.6 gives the client 10 minutes for that reply, and a DNS query that has not answered
+/// in a minute will not.
+const VERIFICATION_TIMEOUT_CEILING: Duration = Duration::from_secs(60);
 const RETRY_DELAY_FLOOR: Duration = Duration::from_secs(1);
 const RETRY_DELAY_CEILING: Duration = Duration::from_secs(86_400);
 
@@ -404,6 +421,9 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
             OutboundTls::Opportunistic,
             one_of(OutboundTls::ALL),
         );
+        let tls_ca_file = fields.optional(errors, "tls_ca_file", None, |errors, key, value| {
+            readable_file(errors, key, value).map(Some)
+        });
         let connections_max = fields.optional(
             errors,
             "connections_max",
@@ -427,6 +447,7 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
                     domains,
                     target,
                     tls,
+                    tls_ca_file,
                     connections_max,
                     messages_per_connection_max,
                     source_address,
@@ -486,6 +507,33 @@ pub(crate) fn dns(errors: &mut Errors, value: Option<&Value>) -> DnsConfig {
             "servers",
             Vec::new(),
             array_of(|text| names::socket_address(text, Some(53))),
+        ),
+    }
+}
+
+/// `[verification]`: SPF, DKIM and DMARC checks of mail from untrusted clients. The authserv-id
+/// defaults to the server's host name (RFC 8601 §2.5 asks for a name the operator controls).
+pub(crate) fn verification(
+    errors: &mut Errors,
+    value: Option<&Value>,
+    server_hostname: &str,
+) -> VerificationConfig {
+    let empty = Table::new();
+    let fields = section(errors, "verification", value, &empty, VERIFICATION_KEYS);
+    VerificationConfig {
+        enabled: fields.optional(errors, "enabled", true, boolean),
+        authserv_id: fields.optional(
+            errors,
+            "authserv_id",
+            server_hostname.to_ascii_lowercase(),
+            checked(names::domain),
+        ),
+        dmarc_reject: fields.optional(errors, "dmarc_reject", false, boolean),
+        timeout: fields.optional(
+            errors,
+            "timeout",
+            Duration::from_secs(10),
+            duration_in(TIMEOUT_FLOOR, VERIFICATION_TIMEOUT_CEILING),
         ),
     }
 }

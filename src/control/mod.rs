@@ -1,16 +1,19 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
-//! It owns what is not on the hot path and what only exists for tokio: signal handling, the admin
-//! API, the DNS resolver (`dns`) and AUTH verification (`credentials`) today; metrics and message
-//! authentication as they arrive. SIGHUP reloads the TLS certificates and the AUTH users file
-//! (`reload`). Shards reach it only through the channels in `shard::link`. Requests that wait on
-//! the network run as their own tasks, so one slow lookup never delays a ping or a signal. It
-//! must never be needed to accept or store a message, so a slow control thread can delay
-//! administration and delivery but never acceptance.
+//! It owns what is not on the hot path and what only exists for tokio: signal handling, the
+//! admin API, the DNS resolver (`dns`), inbound message verification (`verify`, which asks the
+//! DNS through that same resolver) and AUTH verification (`credentials`) today; metrics as
+//! they arrive. SIGHUP reloads the TLS certificates and the AUTH users file (`reload`). Shards
+//! reach it only through the channels in `shard::link`. Requests that wait on the network run
+//! as their own tasks, so one slow lookup never delays a ping or a signal. It must never be
+//! needed to accept or store a message: a shard waits for a verification verdict at most the
+//! configured timeout and then accepts with `temperror`, so a slow control thread can delay
+//! administration, delivery and the end-of-data reply, but never refuse mail.
 
 pub mod credentials;
 pub mod dns;
 pub mod reload;
+pub mod verify;
 
 mod admin;
 
@@ -22,13 +25,14 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, VerificationConfig};
 use crate::fatal::Fatal;
 use crate::sasl::Verdict;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
 use credentials::Authenticator;
 use dns::Dns;
 use reload::Reloadable;
+use verify::Verifier;
 
 /// A running control thread.
 pub struct Control {
@@ -40,17 +44,21 @@ impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
     /// `shutdown_timeout`; a second signal shortens the deadline to now; SIGHUP reloads what
     /// `reloadable` holds (the TLS certificates and the AUTH users file). DNS questions are
-    /// answered with the resolvers of `dns_config`; the admin API listens on `admin_address`.
-    /// AUTH credentials are checked by `authenticator`; without one every attempt is answered
-    /// `Unavailable`.
+    /// answered with the resolvers of `dns_config`, and inbound mail is verified through them
+    /// as `verification` says, with `hostname` as the receiving domain; the admin API listens
+    /// on `admin_address`. AUTH credentials are checked against `reloadable.users`; without
+    /// it every attempt is answered `Unavailable`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
         dns_config: &DnsConfig,
+        verification: &VerificationConfig,
+        hostname: &str,
         admin_address: Option<SocketAddr>,
         reloadable: Reloadable,
-        authenticator: Option<Authenticator>,
     ) -> Result<Control, Fatal> {
+        // The users file that SIGHUP reloads is also what AUTH attempts are checked against.
+        let authenticator = reloadable.users.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -63,6 +71,7 @@ impl Control {
         // arriving during start-up is not lost to the default action.
         let signals = runtime.block_on(async { Signals::install() })?;
         let dns = runtime.block_on(async { Dns::new(dns_config) })?;
+        let verifier = Verifier::new(&dns, verification, hostname);
 
         // Bound here, before any shard starts, so a taken port stops start-up with its fix.
         let admin_listener = match admin_address {
@@ -91,16 +100,13 @@ impl Control {
                     let shards = link.shards.clone();
                     runtime.spawn(admin::serve(listener, shards, Arc::clone(&reloadable)));
                 }
-                let services = Services { dns, authenticator };
-                let control = run(
-                    link,
-                    signals,
-                    services,
-                    &reloadable,
-                    shutdown_timeout,
-                    stop_rx,
-                );
-                runtime.block_on(control);
+                let services = Services {
+                    dns,
+                    verifier,
+                    reloadable,
+                    authenticator,
+                };
+                runtime.block_on(run(link, signals, services, shutdown_timeout, stop_rx));
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -119,12 +125,6 @@ impl Control {
             warn!("the control thread panicked while stopping");
         }
     }
-}
-
-/// What the control thread answers shard requests with.
-struct Services {
-    dns: Dns,
-    authenticator: Option<Authenticator>,
 }
 
 struct Signals {
@@ -162,11 +162,18 @@ impl Signals {
     }
 }
 
+/// What the control thread answers shard requests with.
+struct Services {
+    dns: Dns,
+    verifier: Verifier,
+    reloadable: Arc<Reloadable>,
+    authenticator: Option<Authenticator>,
+}
+
 async fn run(
     link: ControlLink,
     mut signals: Signals,
     services: Services,
-    reloadable: &Reloadable,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -181,7 +188,7 @@ async fn run(
                 let name = match request {
                     SignalRequest::Reload => {
                         info!(signal = "SIGHUP", "reloading");
-                        reloadable.reload("SIGHUP");
+                        services.reloadable.reload("SIGHUP");
                         continue;
                     }
                     SignalRequest::Shutdown(name) => name,
@@ -223,6 +230,20 @@ fn answer(services: &Services, request: ControlRequest) {
             deadline,
             reply,
         } => dns.spawn_resolve_host(name, deadline, reply),
+        ControlRequest::VerifySpf {
+            identities,
+            deadline,
+            reply,
+        } => services.verifier.spawn_spf(identities, deadline, reply),
+        ControlRequest::VerifyMessage {
+            identities,
+            message,
+            spf,
+            deadline,
+            reply,
+        } => services
+            .verifier
+            .spawn_message(identities, message, spf, deadline, reply),
         ControlRequest::Authenticate {
             client,
             credentials,

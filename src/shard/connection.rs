@@ -6,8 +6,9 @@
 //! replies once the input is drained, which is what makes pipelining cheap. It also runs the TLS
 //! handshakes, at accept on implicit-TLS listeners and when the session asks after STARTTLS.
 //! AUTH credentials go to the control thread for verification and the session waits for the
-//! verdict. It never blocks the shard: every wait is an io_uring operation, a channel or a
-//! timer, and every wait is bounded.
+//! verdict. Mail from untrusted clients also passes through `verification` on its way to the
+//! store. It never blocks the shard: every wait is an io_uring operation, a timer or a bounded
+//! wait for the control thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tracing::{debug, info, warn};
 use super::message::SpoolMessage;
 use super::spool::SpoolFailure;
 use super::stream::{tls_details, SessionStream, TlsDetails};
+use super::verification::MessageVerification;
 use super::ShardContext;
 use crate::config::{AuthMode, ListenerConfig, TlsMode};
 use crate::sasl::Verdict;
@@ -133,6 +135,7 @@ pub(crate) async fn serve(
         peer,
         input_is_secret: false,
         message: None,
+        verification: None,
         queue_id: String::new(),
         messages_accepted: 0,
         tls: None,
@@ -183,6 +186,8 @@ struct Driver {
     /// The last read completed an AUTH exchange, so it may hold a password.
     input_is_secret: bool,
     message: Option<SpoolMessage>,
+    /// The checks of the current message, for an untrusted client with verification on.
+    verification: Option<MessageVerification>,
     queue_id: String,
     messages_accepted: u64,
     /// Set once the session is encrypted.
@@ -276,6 +281,9 @@ impl Driver {
             let (consumed, event) = self.session.feed(&input[position..], body);
             position += consumed;
             if !body.is_empty() {
+                if let Some(verification) = self.verification.as_mut() {
+                    verification.filter(body);
+                }
                 self.append_body(body).await;
             }
 
@@ -284,7 +292,10 @@ impl Driver {
                 Event::Close => return Ok(Flow::Close),
                 Event::MessageBegin => self.begin_message(),
                 Event::MessageComplete => self.commit_message().await,
-                Event::MessageAborted => self.message = None,
+                Event::MessageAborted => {
+                    self.message = None;
+                    self.verification = None;
+                }
                 Event::Authenticate => self.authenticate().await,
                 Event::StartTls => return Ok(Flow::StartTls),
             }
@@ -329,6 +340,16 @@ impl Driver {
         let received = self.session.received_header(&self.queue_id, &date);
         let message = SpoolMessage::begin(&self.context.spool, self.queue_id.clone(), &received);
         self.message = Some(message);
+
+        self.verification = match &self.context.verification {
+            Some(settings) if !self.session.is_trusted() => Some(MessageVerification::begin(
+                &self.context.control,
+                settings,
+                self.session.envelope(),
+                self.session.peer().ip(),
+            )),
+            _ => None,
+        };
     }
 
     async fn append_body(&mut self, body: &mut Vec<u8>) {
@@ -344,6 +365,12 @@ impl Driver {
     }
 
     async fn commit_message(&mut self) {
+        if let Some(refusal) = self.verify_message().await {
+            self.message = None; // Never committed: its BODY records are garbage to recovery.
+            self.session.message_stored(refusal);
+            return;
+        }
+
         let outcome = match self.message.take() {
             None => StoreOutcome::TemporaryFailure,
             Some(message) => match message.commit(self.session.envelope()).await {
@@ -462,6 +489,35 @@ impl Driver {
         if let Some(fd) = stream.raw_fd() {
             discard_unread_input(fd);
         }
+    }
+
+    /// Completes the checks of an untrusted client's message and writes their verdict into it.
+    /// Returns the refusal when the verdict keeps the message out of the store; trusted
+    /// clients and verification switched off pass straight through.
+    async fn verify_message(&mut self) -> Option<StoreOutcome> {
+        let mut verification = self.verification.take()?;
+        let settings = self.context.verification.as_ref()?;
+        let message = self.message.as_mut()?;
+        let mut held_back = Vec::new();
+        verification.finish_content(&mut held_back);
+        if !held_back.is_empty() {
+            message.append(&mut held_back).await;
+        }
+
+        let verdict = verification.verdict(&self.context.control, settings).await;
+        let refused = settings.dmarc_reject && verdict.dmarc_rejects;
+        debug!(queue_id = %self.queue_id, verdict = %verdict.summary, refused, "message verified");
+        if refused {
+            info!(
+                queue_id = %self.queue_id,
+                from = %self.session.envelope().mail_from,
+                verdict = %verdict.summary,
+                "message refused with 550 5.7.1: DMARC fail under p=reject"
+            );
+            return Some(StoreOutcome::DmarcRejected);
+        }
+        message.prepend_header(&verdict.header);
+        None
     }
 
     async fn read(&mut self, stream: &mut SessionStream, input: &mut [u8]) -> Input {

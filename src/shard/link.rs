@@ -4,13 +4,15 @@
 //! flume channels, which both glommio (shards) and tokio (control) can await. A full channel
 //! makes the sender wait rather than grow memory. This module owns the channel types so that
 //! neither side needs to know the other's runtime. DNS answers travel as the plain data types of
-//! `shard::resolution`, re-exported here; AUTH credentials and verdicts those of `sasl`.
+//! `shard::resolution`, verification requests and verdicts as those of `verification`, AUTH
+//! credentials and verdicts as those of `sasl`, all re-exported here.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
 pub use crate::sasl::{Credentials, Verdict};
+pub use crate::verification::{Identities, MessageVerdict, SpfVerdict};
 
 /// How many requests a shard may have queued at the control thread before it waits.
 pub const CONTROL_REQUESTS_MAX: usize = 1024;
@@ -156,6 +158,22 @@ pub enum ControlRequest {
         deadline: Instant,
         reply: flume::Sender<Result<Vec<IpAddr>, DnsFailure>>,
     },
+    /// SPF for the HELO and MAIL FROM identities (RFC 7208), started as soon as they are known;
+    /// the answer waits in `reply` until the message is complete.
+    VerifySpf {
+        identities: Identities,
+        deadline: Instant,
+        reply: flume::Sender<SpfVerdict>,
+    },
+    /// DKIM and DMARC on a whole message (RFC 6376, RFC 7489), with the SPF verdict that
+    /// arrives on `spf`; answered with the `Authentication-Results:` field by `deadline`.
+    VerifyMessage {
+        identities: Identities,
+        message: Vec<u8>,
+        spf: flume::Receiver<SpfVerdict>,
+        deadline: Instant,
+        reply: flume::Sender<MessageVerdict>,
+    },
     /// Check AUTH credentials from `client` against the users file, counting failures per
     /// client address across every shard. `Debug` shows the user name, never the password.
     Authenticate {
@@ -214,6 +232,14 @@ pub fn links(shards: usize) -> (ControlLink, Vec<ShardLink>) {
 pub struct ControlClient {
     requests: flume::Sender<ControlRequest>,
 }
+
+/// How much longer than its verification timeout a shard waits for the verdict, so that the
+/// control thread's own `temperror` answer at the deadline still arrives.
+pub const VERIFICATION_REPLY_GRACE: Duration = Duration::from_secs(1);
+
+/// An SPF verdict on its way from the control thread.
+#[derive(Debug)]
+pub struct PendingSpf(flume::Receiver<SpfVerdict>);
 
 /// The control thread is gone or did not answer in time.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +301,52 @@ impl ControlClient {
             reply: reply_tx,
         };
         self.ask(request, reply_rx, patience).await
+    }
+
+    /// Starts the SPF checks of a transaction and returns at once; the verdict arrives in the
+    /// returned receiver, to be handed to `verify_message`. A full request channel is not
+    /// waited for: the receiver then never gets a verdict, which reads `temperror`.
+    pub fn start_spf(&self, identities: Identities, patience: Duration) -> PendingSpf {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::VerifySpf {
+            identities,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let _ = self.requests.try_send(request);
+        PendingSpf(reply_rx)
+    }
+
+    /// Asks for DKIM and DMARC on `message` with the pending SPF verdict, waiting at most
+    /// `patience` plus `VERIFICATION_REPLY_GRACE`: the control thread answers with whatever it
+    /// has at `patience`, and the grace lets that answer travel back.
+    pub async fn verify_message(
+        &self,
+        identities: Identities,
+        message: Vec<u8>,
+        spf: PendingSpf,
+        patience: Duration,
+    ) -> Result<MessageVerdict, ControlUnavailable> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::VerifyMessage {
+            identities,
+            message,
+            spf: spf.0,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let exchange = async {
+            self.requests
+                .send_async(request)
+                .await
+                .map_err(|_| ControlUnavailable)?;
+            reply_rx.recv_async().await.map_err(|_| ControlUnavailable)
+        };
+        let waited = patience + VERIFICATION_REPLY_GRACE;
+        match glommio::timer::timeout(waited, async { Ok(exchange.await) }).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ControlUnavailable),
+        }
     }
 
     /// Has `credentials` verified on the control thread, waiting at most `patience`. A control

@@ -18,6 +18,7 @@ mod reclaim;
 pub mod resolution;
 pub mod spool;
 mod stream;
+mod verification;
 
 use std::cell::Cell;
 use std::io;
@@ -75,6 +76,8 @@ pub struct ShardSpec {
     pub link: ShardLink,
     /// Certificates for TLS listeners, shared by every shard.
     pub tls: Option<Arc<crate::tls::InboundTls>>,
+    /// Client configurations for delivery over TLS, shared by every shard.
+    pub outbound_tls: Arc<crate::tls::client::OutboundTlsConfigs>,
 }
 
 /// The running shards.
@@ -165,6 +168,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         listeners,
         link,
         tls,
+        outbound_tls,
         ..
     } = spec;
 
@@ -198,6 +202,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         spool.clone(),
         link.control.clone(),
         recovered,
+        outbound_tls,
     );
     let context = Rc::new(ShardContext::new(
         &config,
@@ -408,13 +413,15 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
+    /// The shard's way to the control thread, for inbound verification and AUTH.
+    pub control: link::ControlClient,
+    /// `[verification]`; `None` when it is switched off.
+    pub verification: Option<verification::VerificationSettings>,
     /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
     pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
     pub counters: Counters,
     pub sessions: Cell<usize>,
     session_ids: Cell<u64>,
-    /// The way to the control thread, which verifies AUTH credentials off the shard.
-    pub control: link::ControlClient,
     /// Disconnected (never sent on) when the shutdown deadline passes.
     session_deadline: flume::Receiver<()>,
     /// Certificates and the TLS profile, when `[tls]` is configured.
@@ -449,11 +456,12 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
+            control,
+            verification: verification::VerificationSettings::from_config(&config.verification),
             read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
-            control,
             session_deadline,
             tls,
         }

@@ -1,8 +1,8 @@
-//! The byte stream under one SMTP session: the accepted TCP socket, or TLS over it once the
-//! session is encrypted (at accept for implicit TLS, after STARTTLS otherwise).
+//! The byte stream under one SMTP session, inbound or outbound: the TCP socket, or TLS over it
+//! once the session is encrypted (at accept for implicit TLS, after STARTTLS otherwise).
 //!
-//! One enum rather than a generic driver, because STARTTLS changes the stream's type in the
-//! middle of a session: the driver swaps the variant in place and carries on with the same
+//! One enum rather than a generic session, because STARTTLS changes the stream's type in the
+//! middle of a session: the owner swaps the variant in place and carries on with the same
 //! session state.
 
 use std::io;
@@ -28,26 +28,49 @@ pub(crate) struct TlsDetails {
     pub resumed: bool,
 }
 
-pub(crate) enum SessionStream {
+pub(crate) enum MaybeTls<T> {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
     /// Only while a STARTTLS handshake owns the socket; a failed handshake leaves it here and
     /// the session ends.
     Detached,
 }
 
-impl SessionStream {
+/// An inbound session's stream.
+pub(crate) type SessionStream = MaybeTls<TlsStream<TcpStream>>;
+
+/// An outbound session's stream.
+pub(crate) type DeliveryStream = MaybeTls<futures_rustls::client::TlsStream<TcpStream>>;
+
+/// A TLS stream over a glommio socket, either side.
+pub(crate) trait OverTcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl OverTcp for TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl OverTcp for futures_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl<T: OverTcp> MaybeTls<T> {
     /// The socket's descriptor, for the non-blocking peeks and drains done beside the stream.
     pub(crate) fn raw_fd(&self) -> Option<RawFd> {
         match self {
-            SessionStream::Plain(stream) => Some(stream.as_raw_fd()),
-            SessionStream::Tls(stream) => Some(stream.get_ref().0.as_raw_fd()),
-            SessionStream::Detached => None,
+            MaybeTls::Plain(stream) => Some(stream.as_raw_fd()),
+            MaybeTls::Tls(stream) => Some(stream.tcp().as_raw_fd()),
+            MaybeTls::Detached => None,
         }
     }
 
     pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, SessionStream::Tls(_))
+        matches!(self, MaybeTls::Tls(_))
     }
 }
 
@@ -59,46 +82,46 @@ fn detached() -> io::Error {
     )
 }
 
-impl AsyncRead for SessionStream {
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
         buffer: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            SessionStream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
-            SessionStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
-            SessionStream::Detached => Poll::Ready(Err(detached())),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
 
-impl AsyncWrite for SessionStream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            SessionStream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
-            SessionStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
-            SessionStream::Detached => Poll::Ready(Err(detached())),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            SessionStream::Plain(stream) => Pin::new(stream).poll_flush(context),
-            SessionStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
-            SessionStream::Detached => Poll::Ready(Err(detached())),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_flush(context),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+            MaybeTls::Detached => Poll::Ready(Err(detached())),
         }
     }
 
     fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            SessionStream::Plain(stream) => Pin::new(stream).poll_close(context),
-            SessionStream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
-            SessionStream::Detached => Poll::Ready(Ok(())),
+            MaybeTls::Plain(stream) => Pin::new(stream).poll_close(context),
+            MaybeTls::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+            MaybeTls::Detached => Poll::Ready(Ok(())),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! the ticket keys survive a reload, so clients resume across it.
 
 mod certificates;
+pub mod client;
 
 use std::sync::{Arc, RwLock};
 

@@ -18,6 +18,7 @@ use tempfile::TempDir;
 pub mod certificates;
 pub mod dns_server;
 pub mod next_hop;
+pub mod verification;
 
 /// How long a test waits for the relay to start listening.
 const START_PATIENCE: Duration = Duration::from_secs(20);

@@ -57,9 +57,14 @@ pub enum Event {
 /// What became of a completed message, as the driver reports it to `message_stored`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {
-    Stored { queue_id: String },
+    Stored {
+        queue_id: String,
+    },
     TemporaryFailure,
     InsufficientStorage,
+    /// The sender's domain asks receivers to refuse mail that fails its DMARC check
+    /// (RFC 7489 §6.3 `p=reject`) and the operator chose to honour that; nothing was stored.
+    DmarcRejected,
 }
 
 /// Which RFC 5321 §4.5.3.2 timeout applies to the next read.
@@ -275,6 +280,13 @@ impl Session {
                 Some(EnhancedStatus::new(4, 3, 1)),
                 "insufficient system storage, try again later",
             ),
+            // RFC 7489 §10.3 suggests 550 with a reason; RFC 3463 X.7.1: delivery not
+            // authorised, message refused.
+            StoreOutcome::DmarcRejected => Reply::new(
+                550,
+                Some(EnhancedStatus::new(5, 7, 1)),
+                "message rejected: the sender's DMARC policy is reject and it failed",
+            ),
         };
         self.queue(&reply);
         self.message_open = false;
@@ -383,6 +395,18 @@ impl Session {
             recipients: &self.envelope.rcpt_to,
             date,
         })
+    }
+
+    /// The client's address and port.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        self.params.peer
+    }
+
+    /// Mail from this client is taken on trust: it is not verified (SPF, DKIM, DMARC) and its
+    /// own `Authentication-Results:` fields are kept. That is a client inside `allow_networks`,
+    /// one with a trusted client certificate, or a session that passed AUTH.
+    pub fn is_trusted(&self) -> bool {
+        self.params.relay_allowed || self.authenticated.is_some()
     }
 
     /// A Close is pending: the driver flushes the output and closes.
