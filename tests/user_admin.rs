@@ -1,5 +1,6 @@
 //! Scenario: `postern user add/list/remove` edits the AUTH users file. Passwords come from
-//! standard input, never argv; the file is rewritten atomically with mode 0600 and keeps its
+//! standard input or a terminal prompt without echo (driven through util-linux `script`), never
+//! argv; the file is rewritten atomically with mode 0600 and keeps its
 //! comments; mistakes exit with their own codes (2 usage, 3 no such user, 78 bad file).
 
 mod common;
@@ -178,4 +179,69 @@ fn mistakes_exit_with_their_codes() {
         "{}",
         text(&bad.stderr)
     );
+}
+
+/// Takes terminal output from `chunks` until `marker` has appeared, failing the test after `REPLY_PATIENCE`.
+fn read_until(chunks: &std::sync::mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, marker: &str) {
+    let deadline = std::time::Instant::now() + common::REPLY_PATIENCE;
+    while !text(seen).contains(marker) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match chunks.recv_timeout(left) {
+            Ok(chunk) => seen.extend_from_slice(&chunk),
+            Err(_) => panic!("no {marker:?} on the terminal; it showed {:?}", text(seen)),
+        }
+    }
+}
+
+#[test]
+fn the_prompt_reads_the_password_twice_without_echo() {
+    use std::io::Read;
+
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let users = directory.path().join("users");
+    let command = format!(
+        "{} user add dave --users-file {}",
+        postern_binary(),
+        users.display()
+    );
+    // util-linux `script` gives the command a pseudo-terminal, as an operator's shell would.
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run `script` (Debian package bsdutils) to give postern a terminal");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (sender, chunks) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 1024];
+        while let Ok(read) = stdout.read(&mut buffer) {
+            if read == 0 || sender.send(buffer[..read].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut seen = Vec::new();
+
+    // Each answer is typed only once its prompt is up, as a person would, so the terminal's
+    // echo is already off.
+    read_until(&chunks, &mut seen, "New password: ");
+    stdin
+        .write_all(b"typed-s3cret\n")
+        .expect("type the password");
+    read_until(&chunks, &mut seen, "Retype the password: ");
+    stdin.write_all(b"typed-s3cret\n").expect("type it again");
+    read_until(&chunks, &mut seen, "dave: added");
+    drop(stdin);
+    assert!(child.wait().expect("wait for script").success());
+
+    assert!(
+        !text(&seen).contains("typed-s3cret"),
+        "echoed: {}",
+        text(&seen)
+    );
+    let contents = std::fs::read_to_string(&users).expect("read users");
+    assert!(contents.starts_with("dave:$argon2id$"), "{contents}");
 }

@@ -136,10 +136,11 @@ fn prompt(question: &str) -> Result<Zeroizing<String>, Fatal> {
 
     eprint!("{question}");
     let _ = io::stderr().flush();
-    tcsetattr(&stdin, SetArg::TCSAFLUSH, &silent).map_err(terminal_failed)?;
+    // TCSANOW rather than TCSAFLUSH: typed-ahead input is kept, not silently thrown away.
+    tcsetattr(&stdin, SetArg::TCSANOW, &silent).map_err(terminal_failed)?;
     let answer = read_line(&mut stdin.lock());
     // Restored whatever the read did, so the terminal never stays silent.
-    let restored = tcsetattr(&stdin, SetArg::TCSAFLUSH, &saved);
+    let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
     let answer =
         answer.map_err(|error| Fatal::internal(format!("cannot read the password: {error}")))?;
     restored.map_err(terminal_failed)?;
