@@ -3,7 +3,8 @@
 //! domain that is not local and its message says `with ESMTPSA` (and, being trusted, is not
 //! verified); a wrong password is `535`, and once a client address has used up `failures_max`,
 //! even the right password is `454`.
-//! `/metrics` counts each verdict, and `POST /reload` reloads the users file.
+//! The same holds over implicit TLS. `/metrics` counts each verdict, and `POST /reload` reloads
+//! the users file.
 
 mod common;
 
@@ -20,6 +21,7 @@ struct AuthRelay {
     relay: Relay,
     ca: PathBuf,
     admin: SocketAddr,
+    implicit: SocketAddr,
     _directory: tempfile::TempDir,
 }
 
@@ -33,8 +35,10 @@ fn start(failures_max: u32) -> AuthRelay {
     add_user(&users, "alice", "correct horse");
 
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let implicit = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let extra = format!(
         "[tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n\n[admin]\naddress = \"{admin}\"\n\n\
+         [[listener]]\naddress = \"{implicit}\"\ntls = \"implicit\"\nauth = \"required\"\n\n\
          [auth]\nusers_file = \"{}\"\nfailures_max = {failures_max}\nfailure_window = \"10m\"\n",
         server.certificate.display(),
         server.private_key.display(),
@@ -50,6 +54,7 @@ fn start(failures_max: u32) -> AuthRelay {
         relay,
         ca: authority.certificate.clone(),
         admin,
+        implicit,
         _directory: directory,
     }
 }
@@ -91,14 +96,27 @@ fn total(metrics: &str, name: &str) -> u64 {
         .sum()
 }
 
+/// One smtplib session on the STARTTLS listener.
 fn probe(relay: &AuthRelay, mechanism: &str, password: &str) -> Value {
+    let port = relay.relay.address.port();
+    probe_on(relay, port, mechanism, password, &[])
+}
+
+fn probe_on(
+    relay: &AuthRelay,
+    port: u16,
+    mechanism: &str,
+    password: &str,
+    extra: &[&str],
+) -> Value {
     let output = Command::new("/usr/bin/python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/peers/auth_probe.py"
         ))
-        .args(["--port", &relay.relay.address.port().to_string(), "--ca"])
+        .args(["--port", &port.to_string(), "--ca"])
         .arg(&relay.ca)
+        .args(extra)
         .args([
             "--mechanism",
             mechanism,
@@ -223,6 +241,24 @@ fn wrong_password_is_535_then_the_client_is_rate_limited() {
     );
     let temporary = total(&metrics, "postern_auth_temporary_failures_total");
     assert_eq!(temporary, 1, "{metrics}");
+}
+
+#[test]
+fn implicit_tls_offers_auth_from_the_first_ehlo() {
+    let relay = start(5);
+    let port = relay.implicit.port();
+    let result = probe_on(&relay, port, "LOGIN", "correct horse", &["--implicit"]);
+
+    let ehlo = result["ehlo_after"].as_str().unwrap();
+    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    assert_eq!(result["mail_before_auth"], 530, "{result}");
+    assert_eq!(result["auth"], 235, "{result}");
+    assert_eq!(result["rcpt"], 250, "{result}");
+    assert_eq!(result["data_done"], 250, "{result}");
+    let stored = relay.relay.stored();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].message_text().contains(" with ESMTPSA id "));
 }
 
 const WRONG_PASSWORD: &str = "Tr0ub4dor&3";

@@ -2,8 +2,8 @@
 """An SMTP AUTH client for the relay's tests, built on Python's smtplib and ssl (OpenSSL), so
 the relay's AUTH is checked by a client we did not write.
 
-It connects, says EHLO, tries MAIL before authenticating, upgrades with STARTTLS, says EHLO
-again, authenticates with one mechanism (PLAIN with an initial response, or LOGIN through its
+It connects, says EHLO, tries MAIL before authenticating, upgrades with STARTTLS (or, with
+--implicit, speaks TLS from the start, port 465 style), says EHLO again, authenticates with one mechanism (PLAIN with an initial response, or LOGIN through its
 two prompts) and, when that succeeded, sends one message. It prints one JSON object on stdout
 with both EHLO replies and the code and text of every reply it got; the password is only ever
 written to the relay.
@@ -26,17 +26,25 @@ def main():
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--recipient", default="someone@elsewhere.test")
+    parser.add_argument("--implicit", action="store_true")
     args = parser.parse_args()
 
     ctx = ssl.create_default_context(cafile=args.ca)
     ctx.check_hostname = False  # The TLS tests check the certificate; here only AUTH matters.
 
     result = {}
-    smtp = smtplib.SMTP(args.host, args.port, timeout=TIMEOUT)
-    result["ehlo_before"] = smtp.ehlo()[1].decode()
-    result["mail_before_auth"] = smtp.docmd("MAIL FROM:<alice@client.test>")[0]
-    smtp.starttls(context=ctx)
-    result["ehlo_after"] = smtp.ehlo()[1].decode()
+    if args.implicit:
+        smtp = smtplib.SMTP_SSL(args.host, args.port, timeout=TIMEOUT, context=ctx)
+        result["ehlo_before"] = ""
+        result["ehlo_after"] = smtp.ehlo()[1].decode()
+        result["mail_before_auth"] = smtp.docmd("MAIL FROM:<alice@client.test>")[0]
+        smtp.rset()
+    else:
+        smtp = smtplib.SMTP(args.host, args.port, timeout=TIMEOUT)
+        result["ehlo_before"] = smtp.ehlo()[1].decode()
+        result["mail_before_auth"] = smtp.docmd("MAIL FROM:<alice@client.test>")[0]
+        smtp.starttls(context=ctx)
+        result["ehlo_after"] = smtp.ehlo()[1].decode()
 
     smtp.user, smtp.password = args.user, args.password
     try:
