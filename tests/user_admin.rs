@@ -181,7 +181,8 @@ fn mistakes_exit_with_their_codes() {
     );
 }
 
-/// Takes terminal output from `chunks` until `marker` has appeared, failing the test after `REPLY_PATIENCE`.
+/// Takes terminal output from `chunks` until `marker` has appeared, failing the test after
+/// `REPLY_PATIENCE`.
 fn read_until(chunks: &std::sync::mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, marker: &str) {
     let deadline = std::time::Instant::now() + common::REPLY_PATIENCE;
     while !text(seen).contains(marker) {

@@ -3,8 +3,9 @@
 the relay's AUTH is checked by a client we did not write.
 
 It connects, says EHLO, tries MAIL before authenticating, upgrades with STARTTLS (or, with
---implicit, speaks TLS from the start, port 465 style), says EHLO again, authenticates with one mechanism (PLAIN with an initial response, or LOGIN through its
-two prompts) and, when that succeeded, sends one message. It prints one JSON object on stdout
+--implicit, speaks TLS from the start, port 465 style), says EHLO again, authenticates with one
+mechanism (PLAIN with an initial response, or LOGIN through its two prompts) and, when that
+succeeded, sends one message. It prints one JSON object on stdout
 with both EHLO replies and the code and text of every reply it got; the password is only ever
 written to the relay.
 """
