@@ -93,17 +93,20 @@ impl Authenticator {
         }
     }
 
-    /// Verifies `credentials` in a task of its own and sends the verdict to `reply`. Must run
+    /// Verifies `credentials` in a task of its own and sends the verdict to `reply`. An attempt
+    /// that has not found a verification slot by `deadline` is answered `Unavailable` unchecked,
+    /// so that a backlog drains instead of burning CPU for sessions that gave up. Must run
     /// inside the control runtime.
     pub fn spawn_verify(
         &self,
         client: IpAddr,
         credentials: Credentials,
+        deadline: Instant,
         reply: flume::Sender<Verdict>,
     ) {
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
-            let verdict = inner.verify(client, credentials).await;
+            let verdict = inner.verify(client, credentials, deadline).await;
             // The shard may have stopped waiting; its session already answered 454.
             let _ = reply.send(verdict);
         });
@@ -111,7 +114,7 @@ impl Authenticator {
 }
 
 impl Inner {
-    async fn verify(&self, client: IpAddr, credentials: Credentials) -> Verdict {
+    async fn verify(&self, client: IpAddr, credentials: Credentials, deadline: Instant) -> Verdict {
         let username = credentials.username.clone();
         if !lock(&self.failures).admit(client, Instant::now()) {
             warn!(
@@ -131,8 +134,18 @@ impl Inner {
             return Verdict::Rejected;
         }
 
-        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
-            return Verdict::Unavailable;
+        let slot = Arc::clone(&self.in_flight).acquire_owned();
+        let permit = match tokio::time::timeout_at(deadline.into(), slot).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => {
+                lock(&self.failures).not_checked(client);
+                warn!(
+                    %client,
+                    auth_user = ?username,
+                    "AUTH not checked in time: the verifier is busy"
+                );
+                return Verdict::Unavailable;
+            }
         };
         let users = Arc::clone(&lock(&self.users));
         let dummy_phc = Arc::clone(&self.dummy_phc);
@@ -213,7 +226,8 @@ mod tests {
             .expect("runtime");
         runtime.block_on(async {
             let (reply_tx, reply_rx) = flume::bounded(1);
-            authenticator.spawn_verify(client, attempt, reply_tx);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            authenticator.spawn_verify(client, attempt, deadline, reply_tx);
             reply_rx.recv_async().await.expect("a verdict")
         })
     }

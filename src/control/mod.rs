@@ -247,9 +247,12 @@ fn answer(services: &Services, request: ControlRequest) {
         ControlRequest::Authenticate {
             client,
             credentials,
+            deadline,
             reply,
         } => match &services.authenticator {
-            Some(authenticator) => authenticator.spawn_verify(client, credentials, reply),
+            Some(authenticator) => {
+                authenticator.spawn_verify(client, credentials, deadline, reply);
+            }
             None => {
                 debug_assert!(false, "AUTH offered without a users file");
                 let _ = reply.send(Verdict::Unavailable);

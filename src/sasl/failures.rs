@@ -75,6 +75,14 @@ impl FailureWindow {
         true
     }
 
+    /// The attempt admitted for `client` was never checked (the asker stopped waiting): it no
+    /// longer counts as a failure.
+    pub fn not_checked(&mut self, client: IpAddr) {
+        if let Some(entry) = self.entries.get_mut(&counted_address(client)) {
+            entry.failures = entry.failures.saturating_sub(1);
+        }
+    }
+
     /// The attempt admitted for `client` succeeded: its failures are forgotten.
     pub fn succeeded(&mut self, client: IpAddr) {
         self.entries.remove(&counted_address(client));
@@ -154,6 +162,16 @@ mod tests {
         assert!(window.admit("192.0.2.8".parse().unwrap(), now));
         window.succeeded(CLIENT);
         assert!(window.admit(CLIENT, now));
+    }
+
+    #[test]
+    fn an_unchecked_attempt_is_not_a_failure() {
+        let now = Instant::now();
+        let mut window = FailureWindow::new(1, Duration::from_secs(60));
+        assert!(window.admit(CLIENT, now));
+        window.not_checked(CLIENT);
+        assert!(window.admit(CLIENT, now));
+        assert!(!window.admit(CLIENT, now));
     }
 
     #[test]

@@ -176,9 +176,12 @@ pub enum ControlRequest {
     },
     /// Check AUTH credentials from `client` against the users file, counting failures per
     /// client address across every shard. `Debug` shows the user name, never the password.
+    /// An attempt still waiting for a verification slot at `deadline`, when the shard stops
+    /// waiting, is dropped unchecked rather than checked for nobody.
     Authenticate {
         client: IpAddr,
         credentials: Credentials,
+        deadline: Instant,
         reply: flume::Sender<Verdict>,
     },
 }
@@ -362,6 +365,7 @@ impl ControlClient {
         let request = ControlRequest::Authenticate {
             client,
             credentials,
+            deadline: Instant::now() + patience,
             reply: reply_tx,
         };
         let exchange = async {
