@@ -1,8 +1,8 @@
 //! `postern serve`: from a validated configuration to running shards, and back to exit.
 //!
 //! Start-up does everything that can fail before the first connection is accepted: it resolves
-//! the shard count, checks the memlock limit, prepares and probes the spool, binds every
-//! listener, and starts the control thread and the shards. Each failure stops the process with
+//! the shard count, checks the memlock limit, loads the AUTH users file, prepares and probes the
+//! spool, binds every listener, and starts the control thread and the shards. Each failure stops the process with
 //! the exit code and fix named in `fatal`. Once running, the process ends when the control
 //! thread, on a signal, has told every shard to drain.
 
@@ -29,7 +29,6 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
-    refuse_unbuilt_features(&config)?;
     let cpus = shard::online_cpus()?;
     let shard_count = match config.server.shards {
         0 => cpus.len(),
@@ -112,25 +111,6 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     shards.join();
     control.stop();
     info!("postern stopped");
-    Ok(())
-}
-
-/// Features the configuration can name but this build cannot serve yet. Refusing to
-/// start is better than silently serving in clear text on a port meant for TLS.
-fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
-    for (index, route) in config.routes.iter().enumerate() {
-        // LIMITATION(L2): outbound connections cannot be bound to a source address yet.
-        if route.source_address.is_some() {
-            return Err(Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!(
-                    "{}: route[{index}].source_address is not available in this build yet",
-                    config.source
-                ),
-                "remove source_address from that route (docs/limitations.md, L2)",
-            ));
-        }
-    }
     Ok(())
 }
 

@@ -2,14 +2,15 @@
 //!
 //! It owns what is not on the hot path and what only exists for tokio: signal handling, the
 //! admin API, the DNS resolver (`dns`), inbound message verification (`verify`, which asks the
-//! DNS through that same resolver) and AUTH verification (`credentials`) today; metrics as
-//! they arrive. SIGHUP reloads the TLS certificates and the AUTH users file (`reload`). Shards
-//! reach it only through the channels in `shard::link`. Requests that wait on the network run
-//! as their own tasks, so one slow lookup never delays a ping or a signal. It must never be
-//! needed to accept or store a message: a shard waits for a verification verdict at most the
-//! configured timeout and then accepts with `temperror`, so a slow control thread can delay
-//! administration, delivery and the end-of-data reply, but never refuse mail.
+//! DNS through that same resolver), AUTH verification (`credentials`), reloads (`reload`: the
+//! TLS certificates and the AUTH users file) and outbound connections bound to a source address
+//! (`connect`). Shards reach it only through the channels in `shard::link`. Requests that wait
+//! on the network run as their own tasks, so one slow lookup never delays a ping or a signal.
+//! It must never be needed to accept or store a message: a shard waits for a verification
+//! verdict at most the configured timeout and then accepts with `temperror`, so a slow control
+//! thread can delay administration, delivery and the end-of-data reply, but never refuse mail.
 
+mod connect;
 pub mod credentials;
 pub mod dns;
 pub mod reload;
@@ -230,6 +231,12 @@ fn answer(services: &Services, request: ControlRequest) {
             deadline,
             reply,
         } => dns.spawn_resolve_host(name, deadline, reply),
+        ControlRequest::ConnectFrom {
+            source,
+            address,
+            deadline,
+            reply,
+        } => connect::spawn_connect_from(source, address, deadline, reply),
         ControlRequest::VerifySpf {
             identities,
             deadline,

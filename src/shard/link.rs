@@ -7,7 +7,8 @@
 //! `shard::resolution`, verification requests and verdicts as those of `verification`, AUTH
 //! credentials and verdicts as those of `sasl`, all re-exported here.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
@@ -158,6 +159,14 @@ pub enum ControlRequest {
         deadline: Instant,
         reply: flume::Sender<Result<Vec<IpAddr>, DnsFailure>>,
     },
+    /// A TCP connection to `address` from the local address `source` (bind before connect),
+    /// which the shard's runtime cannot open; answered with the connected socket.
+    ConnectFrom {
+        source: IpAddr,
+        address: SocketAddr,
+        deadline: Instant,
+        reply: flume::Sender<Result<OwnedFd, String>>,
+    },
     /// SPF for the HELO and MAIL FROM identities (RFC 7208), started as soon as they are known;
     /// the answer waits in `reply` until the message is complete.
     VerifySpf {
@@ -236,6 +245,10 @@ pub struct ControlClient {
     requests: flume::Sender<ControlRequest>,
 }
 
+/// How much longer than the connect timeout a shard waits for a connection the control
+/// thread opens for it.
+const CONNECT_REPLY_GRACE: Duration = Duration::from_secs(1);
+
 /// How much longer than its verification timeout a shard waits for the verdict, so that the
 /// control thread's own `temperror` answer at the deadline still arrives.
 pub const VERIFICATION_REPLY_GRACE: Duration = Duration::from_secs(1);
@@ -304,6 +317,40 @@ impl ControlClient {
             reply: reply_tx,
         };
         self.ask(request, reply_rx, patience).await
+    }
+
+    /// A connection to `address` bound to `source`, opened by the control thread within
+    /// `patience`. The error says what failed (the bind, the connect, or the control thread).
+    pub async fn connect_from(
+        &self,
+        source: IpAddr,
+        address: SocketAddr,
+        patience: Duration,
+    ) -> Result<OwnedFd, String> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::ConnectFrom {
+            source,
+            address,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let exchange = async {
+            self.requests
+                .send_async(request)
+                .await
+                .map_err(|_| ControlUnavailable.to_string())?;
+            reply_rx
+                .recv_async()
+                .await
+                .map_err(|_| ControlUnavailable.to_string())?
+        };
+        // The control thread gives up at the deadline itself; the margin lets its answer,
+        // and the socket in it, come back rather than be dropped on the floor.
+        let wait = patience + CONNECT_REPLY_GRACE;
+        match glommio::timer::timeout(wait, async { Ok(exchange.await) }).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("connect to {address} from {source}: timed out")),
+        }
     }
 
     /// Starts the SPF checks of a transaction and returns at once; the verdict arrives in the

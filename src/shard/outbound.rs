@@ -16,7 +16,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,7 +269,13 @@ impl Outbound {
         let tls = self.tls.for_route(destination.route(), route.tls);
         let mut last_error = String::from("no address to connect to");
         for (host, address) in self.addresses(route, destination).await? {
-            match self.open(&host, address, route.tls, tls.as_ref()).await {
+            if let Some(source) = route.source_address {
+                if source.is_ipv4() != address.is_ipv4() {
+                    last_error = format!("{address}: not reachable from source address {source}");
+                    continue;
+                }
+            }
+            match self.open(&host, address, route, tls.as_ref()).await {
                 Ok(opened) => return Ok(opened),
                 Err(reason) => {
                     debug!(shard = self.shard, %address, %reason, "no session with this host");
@@ -284,10 +291,11 @@ impl Outbound {
         &self,
         host: &str,
         address: SocketAddr,
-        policy: OutboundTls,
+        route: &RouteConfig,
         tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Result<(Connection, Hop), String> {
-        let mut client = self.open_clear(address).await?;
+        let (policy, source) = (route.tls, route.source_address);
+        let mut client = self.open_clear(address, source).await?;
         let relay = address.to_string();
         let Some(tls) = tls else {
             return Ok((client, Hop { relay, tls: "none" }));
@@ -315,7 +323,7 @@ impl Outbound {
                 // RFC 7435: opportunistic TLS that fails falls back to clear text. The session
                 // is unusable after a broken handshake, so the fallback is a new connection.
                 debug!(shard = self.shard, %address, %reason, "STARTTLS failed; delivering in clear text");
-                let client = self.open_clear(address).await?;
+                let client = self.open_clear(address, source).await?;
                 Ok((client, Hop { relay, tls: "none" }))
             }
             Err(reason) => Err(format!(
@@ -325,10 +333,28 @@ impl Outbound {
         }
     }
 
-    async fn open_clear(&self, address: SocketAddr) -> Result<Connection, String> {
-        let stream = TcpStream::connect_timeout(address, self.connect_timeout)
-            .await
-            .map_err(|error| format!("connect to {address}: {error}"))?;
+    /// Connects and greets, in clear text. With a source address, the control thread opens
+    /// the connection (the shard's runtime cannot bind before connecting) and hands it over.
+    async fn open_clear(
+        &self,
+        address: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<Connection, String> {
+        let stream = match source {
+            None => TcpStream::connect_timeout(address, self.connect_timeout)
+                .await
+                .map_err(|error| format!("connect to {address}: {error}"))?,
+            Some(source) => {
+                let socket = self
+                    .control
+                    .connect_from(source, address, self.connect_timeout)
+                    .await?;
+                // SAFETY: `socket` is a connected TCP socket the control thread opened for this
+                // request and handed over; `into_raw_fd` gives up its ownership to the stream,
+                // so the descriptor is closed exactly once.
+                unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let stream = MaybeTls::Plain(stream);
         Client::open(stream, ShardTimer, self.timeouts, &self.hostname)
