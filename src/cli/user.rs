@@ -134,10 +134,11 @@ fn prompt(question: &str) -> Result<Zeroizing<String>, Fatal> {
     silent.local_flags.remove(LocalFlags::ECHO);
     silent.local_flags.insert(LocalFlags::ECHONL);
 
+    // Echo goes off before the prompt appears, so that nothing typed as soon as it shows is
+    // echoed. TCSANOW rather than TCSAFLUSH: typed-ahead input is kept, not thrown away.
+    tcsetattr(&stdin, SetArg::TCSANOW, &silent).map_err(terminal_failed)?;
     eprint!("{question}");
     let _ = io::stderr().flush();
-    // TCSANOW rather than TCSAFLUSH: typed-ahead input is kept, not silently thrown away.
-    tcsetattr(&stdin, SetArg::TCSANOW, &silent).map_err(terminal_failed)?;
     let answer = read_line(&mut stdin.lock());
     // Restored whatever the read did, so the terminal never stays silent.
     let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
