@@ -13,6 +13,9 @@ use std::fmt;
 pub enum ExitReason {
     /// Something unexpected: a bug, or an I/O error that fits no other class.
     Internal = 1,
+    /// The command line asks for something impossible (clap's own usage errors use 2 too):
+    /// `postern user add` with a bad user name or an empty password, say.
+    Usage = 2,
     /// An admin command found no such message (or nothing to act on).
     NotFound = 3,
     /// The kernel refused io_uring (too old, or disabled by `kernel.io_uring_disabled`).
@@ -29,6 +32,8 @@ pub enum ExitReason {
     /// A spool segment is sealed with a key that is not in the key directory
     /// (`server.spool_keys`), so its messages cannot be read.
     SpoolKeyMissing = 15,
+    /// `postern user`: the users file cannot be written (directory missing, no permission).
+    UsersFileNotWritable = 16,
     /// An admin command could not reach the running relay's admin API (sysexits.h
     /// EX_UNAVAILABLE).
     AdminUnavailable = 69,

@@ -3,7 +3,8 @@
 //! The crate follows the architecture in DESIGN.md: `config` turns text into validated values,
 //! `smtp` is the pure protocol machine (bytes in, replies and events out), `shard` owns the
 //! glommio data plane (listeners, sessions, storage), `control` owns the tokio control thread
-//! (signals, DNS), `delivery` the outbound side (bounces so far), `serve` wires them together
+//! (signals, DNS, AUTH verification), `sasl` the SMTP AUTH users file and
+//! its checks, `delivery` the outbound side (bounces so far), `serve` wires them together
 //! at start-up, and `cli` is the `postern` command line.
 
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod delivery;
 pub mod fatal;
 pub mod listener;
 pub mod logging;
+pub mod sasl;
 pub mod serve;
 pub mod shard;
 pub mod smtp;

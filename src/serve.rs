@@ -1,8 +1,8 @@
 //! `postern serve`: from a validated configuration to running shards, and back to exit.
 //!
 //! Start-up does everything that can fail before the first connection is accepted: it resolves
-//! the shard count, checks the memlock limit, prepares and probes the spool, binds every
-//! listener, and starts the control thread and the shards. Each failure stops the process with
+//! the shard count, checks the memlock limit, loads the AUTH users file, prepares and probes the
+//! spool, binds every listener, and starts the control thread and the shards. Each failure stops the process with
 //! the exit code and fix named in `fatal`. Once running, the process ends when the control
 //! thread, on a signal, has told every shard to drain.
 
@@ -15,6 +15,7 @@ use nix::sys::resource::{getrlimit, Resource};
 use tracing::info;
 
 use crate::config::{AuthMode, Config};
+use crate::control::credentials::Authenticator;
 use crate::control::reload::Reloadable;
 use crate::control::Control;
 use crate::fatal::{ExitReason, Fatal};
@@ -28,7 +29,6 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
-    refuse_unbuilt_features(&config)?;
     let cpus = shard::online_cpus()?;
     let shard_count = match config.server.shards {
         0 => cpus.len(),
@@ -44,6 +44,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     let shard_cpus: Vec<usize> = (0..shard_count).map(|i| cpus[i % cpus.len()]).collect();
 
     check_memlock(shard_count)?;
+    let authenticator = load_users(&config)?;
     prepare_spool(&config.server.spool, shard_count)?;
 
     // From here on the spool is an absolute path: the io_uring file calls do not resolve
@@ -73,7 +74,10 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
         &config.verification,
         &config.server.hostname,
         admin_address,
-        Reloadable { tls: tls.clone() },
+        Reloadable {
+            tls: tls.clone(),
+            users: authenticator,
+        },
     )?;
 
     let specs = shard_links
@@ -110,23 +114,18 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Features the configuration can name but this build cannot serve yet. Refusing to
-/// start is better than silently serving in clear text on a port meant for TLS.
-fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
-    for (index, listener) in config.listeners.iter().enumerate() {
-        // LIMITATION(L1): no AUTH yet.
-        if listener.auth != AuthMode::None {
-            return Err(Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!(
-                    "{}: listener[{index}]: auth is not available in this build yet",
-                    config.source
-                ),
-                "set auth = \"none\" on that listener (docs/limitations.md, L1)",
-            ));
-        }
+/// The AUTH users file, loaded when some listener offers AUTH, so that a missing file or a bad
+/// line stops start-up rather than the first client. The configuration check guarantees the
+/// file is named whenever a listener needs it.
+fn load_users(config: &Config) -> Result<Option<Authenticator>, Fatal> {
+    let offered = config
+        .listeners
+        .iter()
+        .any(|listener| listener.auth != AuthMode::None);
+    match (&config.auth.users_file, offered) {
+        (Some(users_file), true) => Authenticator::load(&config.auth, users_file).map(Some),
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 /// io_uring registers each shard's I/O memory as locked memory. Root normally holds

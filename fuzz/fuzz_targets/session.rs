@@ -1,10 +1,12 @@
 //! Fuzzes whole SMTP dialogues: arbitrary client bytes, split at arbitrary points, must never
-//! panic the session, and every event must obey the driver contract.
+//! panic the session, and every event must obey the driver contract. AUTH is offered under TLS
+//! in half the runs, and verdicts alternate between accepted and rejected.
 #![no_main]
 
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use postern::sasl::Verdict;
 use postern::smtp::{Event, Limits, Session, SessionParams, StoreOutcome};
 
 fuzz_target!(|data: &[u8]| {
@@ -24,9 +26,12 @@ fuzz_target!(|data: &[u8]| {
         relay_allowed: control & 0x40 != 0,
         local_domains: Arc::from(vec!["example.com".to_owned(), "*.corp.example".to_owned()]),
         starttls_available: control & 0x20 != 0,
-        tls_active: false,
+        tls_active: control & 0x10 != 0,
+        auth_available: control & 0x10 != 0,
+        auth_required: control & 0x08 != 0,
     };
-    let piece = usize::from(control & 0x1f) + 1;
+    let piece = usize::from(control & 0x07) * 3 + 1;
+    let mut verdicts = 0u32;
 
     let mut session = Session::new(params);
     session.greet();
@@ -64,6 +69,18 @@ fuzz_target!(|data: &[u8]| {
                 Event::StartTls => {
                     session.tls_established();
                     break;
+                }
+                Event::Authenticate => {
+                    assert!(!open);
+                    let credentials = session.take_credentials().expect("credentials");
+                    assert!(!credentials.username.is_empty());
+                    verdicts += 1;
+                    let verdict = if verdicts % 2 == 0 {
+                        Verdict::Accepted
+                    } else {
+                        Verdict::Rejected
+                    };
+                    session.authentication_result(verdict);
                 }
                 Event::Close => return,
             }

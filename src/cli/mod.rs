@@ -7,6 +7,7 @@
 mod queue;
 mod spool_export;
 mod spool_keygen;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,17 @@ enum Command {
     /// Offline spool tools.
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// The SMTP AUTH users file (`[auth] users_file`): add, remove and list users.
+    User {
+        /// Configuration file whose `[auth] users_file` to edit (default: the embedded default).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// The users file, overriding the configuration.
+        #[arg(long, global = true)]
+        users_file: Option<PathBuf>,
+        #[command(subcommand)]
+        action: UserCommand,
+    },
     /// Queue administration of the running relay, through its admin API (`[admin] address`).
     Queue {
         /// Configuration file whose `[admin] address` to use (default: the embedded default).
@@ -80,6 +92,22 @@ enum QueueCommand {
     Requeue { queue_id: Option<String> },
     /// Counts per shard.
     Stats,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user, or set a new password for an existing one. The password is prompted for
+    /// (twice, without echo) or read from standard input; never give it on the command line.
+    Add {
+        username: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user.
+    Remove { username: String },
+    /// Print every user name, one per line.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +172,13 @@ pub fn main() -> ExitCode {
             action,
         } => admin_address(config.as_deref(), admin)
             .and_then(|address| queue::run(address, &queue_action(action), json)),
+        Command::User {
+            config,
+            users_file,
+            action,
+        } => users_file_path(config.as_deref(), users_file)
+            .and_then(|path| user::run(&path, user_action(action)))
+            .map(|message| print!("{message}")),
         Command::DefaultConfig => {
             print!("{}", config::DEFAULT_TOML);
             Ok(())
@@ -173,6 +208,38 @@ fn queue_action(command: QueueCommand) -> queue::Action {
         QueueCommand::Requeue { queue_id } => queue::Action::Requeue(queue_id),
         QueueCommand::Stats => queue::Action::Stats,
     }
+}
+
+fn user_action(command: UserCommand) -> user::Action {
+    match command {
+        UserCommand::Add {
+            username,
+            password_stdin,
+        } => user::Action::Add {
+            username,
+            password_stdin,
+        },
+        UserCommand::Remove { username } => user::Action::Remove { username },
+        UserCommand::List => user::Action::List,
+    }
+}
+
+/// `--users-file`, else the configuration's `[auth] users_file`.
+fn users_file_path(
+    config: Option<&std::path::Path>,
+    users_file: Option<PathBuf>,
+) -> Result<PathBuf, Fatal> {
+    if let Some(path) = users_file {
+        return Ok(path);
+    }
+    let config = load(config)?;
+    config.auth.users_file.ok_or_else(|| {
+        Fatal::new(
+            ExitReason::ConfigInvalid,
+            format!("{} has no [auth] users_file", config.source),
+            "add [auth] with users_file = \"/etc/postern/users\", or pass --users-file FILE",
+        )
+    })
 }
 
 /// `--admin`, else the configuration's `[admin] address`.
@@ -210,6 +277,20 @@ fn check_material(config: &Config) -> Result<(), Fatal> {
         crate::tls::InboundTls::load(tls, &config.source).map_err(config_fatal)?;
     }
     crate::tls::client::OutboundTlsConfigs::load(config).map_err(config_fatal)?;
+    // The users file as `serve` would load it: present, and every line valid.
+    let auth_offered = config
+        .listeners
+        .iter()
+        .any(|listener| listener.auth != config::AuthMode::None);
+    if let (true, Some(users_file)) = (auth_offered, &config.auth.users_file) {
+        crate::sasl::UserTable::load(users_file).map_err(|error| {
+            Fatal::new(
+                ExitReason::ConfigInvalid,
+                format!("{}: auth.users_file: {error}", config.source),
+                "fix the line named, or (re)create the file with `postern user add NAME`",
+            )
+        })?;
+    }
     Ok(())
 }
 

@@ -77,6 +77,39 @@ pub(crate) fn listeners(
     }
 }
 
+/// A listener that offers AUTH needs a users file to check passwords against.
+///
+/// `auth_section_written` keeps a broken `users_file`, already reported, from being reported
+/// again as missing.
+pub(crate) fn auth(
+    errors: &mut Errors,
+    listeners: &[(usize, ListenerConfig)],
+    auth: &AuthConfig,
+    auth_section_written: bool,
+) {
+    if auth.users_file.is_some() {
+        return;
+    }
+    for (index, listener) in listeners {
+        if listener.auth == AuthMode::None {
+            continue;
+        }
+        let reason = if auth_section_written {
+            "but [auth] has no users_file"
+        } else {
+            "but there is no [auth] section"
+        };
+        errors.push(
+            format!("listener[{index}].auth"),
+            format!(
+                "is {:?} {reason}; add [auth] with users_file = \"/etc/postern/users\" (made \
+                 with `postern user add NAME`), or set auth = \"none\"",
+                listener.auth.as_str()
+            ),
+        );
+    }
+}
+
 /// Routes that can never be chosen, because an earlier route already takes their domains.
 pub(crate) fn routes(errors: &mut Errors, routes: &[(usize, RouteConfig)]) {
     let mut catch_all: Option<usize> = None;
@@ -183,14 +216,25 @@ mod tests {
         assert_eq!(error_keys(&without_tls), ["listener[1].tls"]);
         assert!(only_reason(&without_tls).contains("no [tls] section"));
 
-        let clear_auth =
-            format!("{MINIMAL}\n[[listener]]\naddress = \"0.0.0.0:587\"\nauth = \"optional\"\n");
+        let users = "[auth]\nusers_file = \"/etc/postern/users\"\n";
+        let clear_auth = format!(
+            "{MINIMAL}\n[[listener]]\naddress = \"0.0.0.0:587\"\nauth = \"optional\"\n{users}"
+        );
         assert_eq!(error_keys(&clear_auth), ["listener[1].auth"]);
         let loopback_auth =
             format!("{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:587\"\nauth = \"required\"\n");
+        assert_eq!(error_keys(&loopback_auth), ["listener[1].auth"]);
+        assert!(only_reason(&loopback_auth).contains("no [auth] section"));
         assert!(
-            parse_test(&loopback_auth).is_ok(),
+            parse_test(&format!("{loopback_auth}{users}")).is_ok(),
             "loopback AUTH without TLS is allowed"
+        );
+        let no_users_file = format!("{loopback_auth}[auth]\nfailures_max = 3\n");
+        assert!(only_reason(&no_users_file).contains("[auth] has no users_file"));
+        let bad_knobs = format!("{loopback_auth}{users}failures_max = 0\nfailure_window = 10\n");
+        assert_eq!(
+            error_keys(&bad_knobs),
+            ["auth.failures_max", "auth.failure_window"]
         );
 
         let admin_clash = format!("{MINIMAL}\n[admin]\naddress = \"127.0.0.1:25\"\n");

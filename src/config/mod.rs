@@ -107,6 +107,7 @@ fn parse_with_hostname(
     let delivery = sections::delivery(&mut errors, fields.get("delivery"));
     let admin = sections::admin(&mut errors, fields.get("admin"));
     let log = sections::log(&mut errors, fields.get("log"));
+    let auth = sections::auth(&mut errors, fields.get("auth"));
 
     cross::listeners(
         &mut errors,
@@ -114,6 +115,7 @@ fn parse_with_hostname(
         fields.get("tls").is_some(),
         tls.as_ref(),
     );
+    cross::auth(&mut errors, &listeners, &auth, fields.get("auth").is_some());
     cross::routes(&mut errors, &routes);
     cross::dkim(&mut errors, &dkim);
     cross::admin(&mut errors, admin.as_ref(), &listeners);
@@ -133,6 +135,7 @@ fn parse_with_hostname(
         delivery,
         admin,
         log,
+        auth,
     })
 }
 
@@ -302,6 +305,11 @@ mod tests {
             [log]
             level = "info,postern::spool=debug"
             format = "json"
+
+            [auth]
+            users_file = "/etc/postern/users"
+            failures_max = 3
+            failure_window = "5m"
             "#,
             dkim_key.path().display().to_string()
         ));
@@ -313,6 +321,12 @@ mod tests {
         assert_eq!(config.server.shutdown_timeout, Duration::from_secs(60));
         assert_eq!(config.listeners[1].address, "[::]:587".parse().unwrap());
         assert_eq!(config.listeners[1].auth, AuthMode::Required);
+        assert_eq!(
+            config.auth.users_file.as_deref(),
+            Some(Path::new("/etc/postern/users"))
+        );
+        assert_eq!(config.auth.failures_max, 3);
+        assert_eq!(config.auth.failure_window, Duration::from_secs(300));
         assert_eq!(config.listeners[1].backlog, 128);
         assert_eq!(
             config.relay.allow_networks[1],
@@ -416,6 +430,7 @@ mod tests {
                 "dkim[0].private_key",
                 "log.level",
                 "log.format",
+                "listener[1].auth",
                 "listener[1].auth",
             ]
         );
@@ -521,7 +536,8 @@ mod tests {
             for (auth, auth_name) in AuthMode::ALL {
                 let listener = format!(
                     "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:2000\"\n\
-                     tls = {tls_name:?}\nauth = {auth_name:?}\n"
+                     tls = {tls_name:?}\nauth = {auth_name:?}\n\
+                     [auth]\nusers_file = \"/etc/postern/users\"\n"
                 );
                 let (text, _certificate, _private_key) = with_tls(&listener);
 
@@ -830,6 +846,7 @@ mod tests {
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
              spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
              listener[0]{address=127.0.0.1:2525 tls=none auth=none client_certificates=false backlog=4096} \
+             auth{users_file=none failures_max=5 failure_window=10m} \
              relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \
              recipients_max=1000 bad_commands_max=20 greeting_delay=0s command_timeout=5m \

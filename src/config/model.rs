@@ -33,6 +33,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
+    pub auth: AuthConfig,
 }
 
 /// `[server]`: the identity and the shape of the process.
@@ -240,6 +241,18 @@ pub struct DeliveryConfig {
     pub idle_timeout: Duration,
 }
 
+/// `[auth]`: who may AUTH on listeners with `auth = "optional"` or `"required"`, and how often a
+/// client address may fail before it is refused for a while.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// One `username:$argon2id$...` line per user; required when a listener offers AUTH.
+    pub users_file: Option<PathBuf>,
+    /// Failed attempts per client address within `failure_window` before the next ones are
+    /// refused with `454 4.7.0`.
+    pub failures_max: u32,
+    pub failure_window: Duration,
+}
+
 /// `[admin]`: the HTTP API and `/metrics`.
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
@@ -367,6 +380,16 @@ impl Config {
             out.write_str("}")?;
         }
 
+        write!(
+            out,
+            " auth{{users_file={} failures_max={} failure_window={}}}",
+            self.auth
+                .users_file
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |path| path.display().to_string()),
+            self.auth.failures_max,
+            format_duration(self.auth.failure_window),
+        )?;
         write!(
             out,
             " relay{{allow_networks=[{}] local_domains=[{}]}}",

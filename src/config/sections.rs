@@ -36,6 +36,7 @@ pub(crate) const ROOT_KEYS: &[&str] = &[
     "delivery",
     "admin",
     "log",
+    "auth",
 ];
 const SERVER_KEYS: &[&str] = &[
     "hostname",
@@ -90,6 +91,13 @@ const DKIM_KEYS: &[&str] = &["domain", "selector", "algorithm", "private_key"];
 const DNS_KEYS: &[&str] = &["servers"];
 const VERIFICATION_KEYS: &[&str] = &["enabled", "authserv_id", "dmarc_reject", "timeout"];
 const ADMIN_KEYS: &[&str] = &["address"];
+const AUTH_KEYS: &[&str] = &["users_file", "failures_max", "failure_window"];
+/// Failures per window: below 3 a user who mistypes twice is locked out; above 100 guessing
+/// is hardly slowed.
+const AUTH_FAILURES_MAX_FLOOR: i64 = 1;
+const AUTH_FAILURES_MAX_CEILING: i64 = 100;
+const AUTH_FAILURE_WINDOW_FLOOR: Duration = Duration::from_secs(1);
+const AUTH_FAILURE_WINDOW_CEILING: Duration = Duration::from_secs(86_400);
 const LOG_KEYS: &[&str] = &["level", "format"];
 
 /// Upper bound on shards; far above any core count we ship on, low enough to catch a typo.
@@ -603,6 +611,30 @@ pub(crate) fn admin(errors: &mut Errors, value: Option<&Value>) -> Option<AdminC
         checked(|text| names::socket_address(text, None)),
     )?;
     Some(AdminConfig { address })
+}
+
+pub(crate) fn auth(errors: &mut Errors, value: Option<&Value>) -> AuthConfig {
+    let empty = Table::new();
+    let fields = section(errors, "auth", value, &empty, AUTH_KEYS);
+    AuthConfig {
+        // Not checked for readability here: `postern user add` creates the file, and `serve`
+        // loads it (and names any bad line) at start.
+        users_file: fields
+            .get("users_file")
+            .and_then(|value| path(errors, &fields.key("users_file"), value)),
+        failures_max: fields.optional(
+            errors,
+            "failures_max",
+            5,
+            integer_in(AUTH_FAILURES_MAX_FLOOR, AUTH_FAILURES_MAX_CEILING),
+        ),
+        failure_window: fields.optional(
+            errors,
+            "failure_window",
+            Duration::from_secs(10 * 60),
+            duration_in(AUTH_FAILURE_WINDOW_FLOOR, AUTH_FAILURE_WINDOW_CEILING),
+        ),
+    }
 }
 
 pub(crate) fn log(errors: &mut Errors, value: Option<&Value>) -> LogConfig {

@@ -11,7 +11,7 @@
 //! | `POST /queue/flush` | try every deferred message now |
 //! | `POST /queue/requeue` or `/queue/ID/requeue` | route afresh, try now, lift pauses |
 //! | `POST /queue/ID/hold`, `/release`, `/delete` | hold, release or delete one message |
-//! | `POST /reload` | re-read the TLS certificates, as SIGHUP does |
+//! | `POST /reload` | re-read the TLS certificates and the AUTH users file, as SIGHUP does |
 //!
 //! The owning shard of one message is read from its queue id; requests about all messages go
 //! to every shard and the answers are merged. Each request is bounded: its size, the time to
@@ -258,7 +258,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
         })
         .collect();
     type Read = fn(&ShardMetrics) -> u64;
-    let families: [(&str, &str, &str, Read); 16] = [
+    let families: [(&str, &str, &str, Read); 19] = [
         (
             "sessions_accepted_total",
             "counter",
@@ -288,6 +288,24 @@ fn render_metrics(replies: &[AdminReply]) -> String {
             "counter",
             "Inbound TLS handshakes that failed or timed out; the session was closed.",
             |m| m.tls_handshake_failures,
+        ),
+        (
+            "auth_successes_total",
+            "counter",
+            "SMTP AUTH attempts answered 235.",
+            |m| m.auth_successes,
+        ),
+        (
+            "auth_failures_total",
+            "counter",
+            "SMTP AUTH attempts answered 535 (wrong password, unknown user).",
+            |m| m.auth_failures,
+        ),
+        (
+            "auth_temporary_failures_total",
+            "counter",
+            "SMTP AUTH attempts answered 454: the client was rate limited, or no check in time.",
+            |m| m.auth_temporary_failures,
         ),
         ("sessions_active", "gauge", "SMTP sessions open now.", |m| {
             m.sessions_active

@@ -1,16 +1,17 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
 //! It owns what is not on the hot path and what only exists for tokio: signal handling, the
-//! admin API, the DNS resolver (`dns`), inbound message verification (`verify`, which asks
-//! the DNS through that same resolver), reloads (`reload`) and outbound connections bound to a
-//! source address (`connect`). Shards reach it only
-//! through the channels in `shard::link`. Requests that wait on the network run as their own
-//! tasks, so one slow lookup never delays a ping or a signal. It must never be needed to accept
-//! or store a message: a shard waits for a verification verdict at most the configured timeout
-//! and then accepts with `temperror`, so a slow control thread can delay administration,
-//! delivery and the end-of-data reply, but never refuse mail.
+//! admin API, the DNS resolver (`dns`), inbound message verification (`verify`, which asks the
+//! DNS through that same resolver), AUTH verification (`credentials`), reloads (`reload`: the
+//! TLS certificates and the AUTH users file) and outbound connections bound to a source address
+//! (`connect`). Shards reach it only through the channels in `shard::link`. Requests that wait
+//! on the network run as their own tasks, so one slow lookup never delays a ping or a signal.
+//! It must never be needed to accept or store a message: a shard waits for a verification
+//! verdict at most the configured timeout and then accepts with `temperror`, so a slow control
+//! thread can delay administration, delivery and the end-of-data reply, but never refuse mail.
 
 mod connect;
+pub mod credentials;
 pub mod dns;
 pub mod reload;
 pub mod verify;
@@ -27,7 +28,9 @@ use tracing::{info, warn};
 
 use crate::config::{DnsConfig, VerificationConfig};
 use crate::fatal::Fatal;
+use crate::sasl::Verdict;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
+use credentials::Authenticator;
 use dns::Dns;
 use reload::Reloadable;
 use verify::Verifier;
@@ -41,9 +44,11 @@ pub struct Control {
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
     /// `shutdown_timeout`; a second signal shortens the deadline to now; SIGHUP reloads what
-    /// `reloadable` holds. DNS questions are answered with the resolvers of `dns_config`, and
-    /// inbound mail is verified through them as `verification` says, with `hostname` as the
-    /// receiving domain; the admin API listens on `admin_address`.
+    /// `reloadable` holds (the TLS certificates and the AUTH users file). DNS questions are
+    /// answered with the resolvers of `dns_config`, and inbound mail is verified through them
+    /// as `verification` says, with `hostname` as the receiving domain; the admin API listens
+    /// on `admin_address`. AUTH credentials are checked against `reloadable.users`; without
+    /// it every attempt is answered `Unavailable`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
@@ -53,6 +58,8 @@ impl Control {
         admin_address: Option<SocketAddr>,
         reloadable: Reloadable,
     ) -> Result<Control, Fatal> {
+        // The users file that SIGHUP reloads is also what AUTH attempts are checked against.
+        let authenticator = reloadable.users.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -98,6 +105,7 @@ impl Control {
                     dns,
                     verifier,
                     reloadable,
+                    authenticator,
                 };
                 runtime.block_on(run(link, signals, services, shutdown_timeout, stop_rx));
             })
@@ -160,6 +168,7 @@ struct Services {
     dns: Dns,
     verifier: Verifier,
     reloadable: Arc<Reloadable>,
+    authenticator: Option<Authenticator>,
 }
 
 async fn run(
@@ -242,6 +251,20 @@ fn answer(services: &Services, request: ControlRequest) {
         } => services
             .verifier
             .spawn_message(identities, message, spf, deadline, reply),
+        ControlRequest::Authenticate {
+            client,
+            credentials,
+            deadline,
+            reply,
+        } => match &services.authenticator {
+            Some(authenticator) => {
+                authenticator.spawn_verify(client, credentials, deadline, reply);
+            }
+            None => {
+                debug_assert!(false, "AUTH offered without a users file");
+                let _ = reply.send(Verdict::Unavailable);
+            }
+        },
     }
 }
 

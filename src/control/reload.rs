@@ -1,4 +1,5 @@
-//! What the relay can re-read while it runs, without a restart: today the TLS certificates.
+//! What the relay can re-read while it runs, without a restart: today the TLS certificates and
+//! the AUTH users file.
 //!
 //! SIGHUP and `POST /reload` on the admin API both land here, on the control thread. Each part
 //! reloads on its own; one that fails keeps what it had and says why, and the others still
@@ -9,12 +10,14 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tracing::error;
 
+use super::credentials::Authenticator;
 use crate::tls::InboundTls;
 
 /// Everything a reload touches, shared by the signal handler and the admin API.
 #[derive(Default)]
 pub struct Reloadable {
     pub tls: Option<Arc<InboundTls>>,
+    pub users: Option<Authenticator>,
 }
 
 /// How one reload went, per part.
@@ -47,6 +50,16 @@ impl Reloadable {
                 }
             };
             details.insert("tls".to_owned(), answer);
+        }
+        if let Some(users) = &self.users {
+            let answer = match users.reload(cause) {
+                Ok(count) => json!({"reloaded": true, "users": count}),
+                Err(reason) => {
+                    ok = false;
+                    json!({"reloaded": false, "errors": [reason]})
+                }
+            };
+            details.insert("auth".to_owned(), answer);
         }
         ReloadReport {
             ok,

@@ -5,9 +5,10 @@
 //! bytes into the store, waits for durability before the session may say `250`, and writes the
 //! replies once the input is drained, which is what makes pipelining cheap. It also runs the TLS
 //! handshakes, at accept on implicit-TLS listeners and when the session asks after STARTTLS.
-//! Mail from untrusted clients also passes through `verification` on its way to the store. It
-//! never blocks the shard: every wait is an io_uring operation, a timer or a bounded wait for
-//! the control thread.
+//! AUTH credentials go to the control thread for verification and the session waits for the
+//! verdict. Mail from untrusted clients also passes through `verification` on its way to the
+//! store. It never blocks the shard: every wait is an io_uring operation, a timer or a bounded
+//! wait for the control thread.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,9 +28,14 @@ use super::spool::SpoolFailure;
 use super::stream::{tls_details, SessionStream, TlsDetails};
 use super::verification::MessageVerification;
 use super::ShardContext;
-use crate::config::{ListenerConfig, TlsMode};
+use crate::config::{AuthMode, ListenerConfig, TlsMode};
+use crate::sasl::Verdict;
 use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
 use crate::time::rfc5322_date;
+
+/// Longest a session waits for the control thread to verify AUTH credentials. A verification
+/// takes tens of milliseconds; a backlog longer than this is answered `454 4.7.0`.
+const AUTH_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Bytes read from the socket at a time. Pipelined commands and body chunks both fit; a
 /// larger buffer saves few syscalls and costs memory on every idle session.
@@ -126,6 +132,8 @@ pub(crate) async fn serve(
         session: Session::new(session_params(&context, &listener, peer, local)),
         context,
         listener,
+        peer,
+        input_is_secret: false,
         message: None,
         verification: None,
         queue_id: String::new(),
@@ -165,6 +173,8 @@ fn session_params(
         local_domains: context.local_domains.clone(),
         starttls_available: tls_configured && listener.tls == TlsMode::StartTls,
         tls_active: false,
+        auth_available: listener.auth != AuthMode::None,
+        auth_required: listener.auth == AuthMode::Required,
     }
 }
 
@@ -172,6 +182,9 @@ struct Driver {
     session: Session,
     context: Rc<ShardContext>,
     listener: Rc<ListenerConfig>,
+    peer: SocketAddr,
+    /// The last read completed an AUTH exchange, so it may hold a password.
+    input_is_secret: bool,
     message: Option<SpoolMessage>,
     /// The checks of the current message, for an untrusted client with verification on.
     verification: Option<MessageVerification>,
@@ -225,7 +238,11 @@ impl Driver {
                 }
             };
 
-            match self.process(&input[..length], &mut body).await {
+            let processed = self.process(&input[..length], &mut body).await;
+            if std::mem::take(&mut self.input_is_secret) {
+                zeroize::Zeroize::zeroize(&mut input[..length]);
+            }
+            match processed {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => {
                     let _ = self.flush(stream).await;
@@ -279,9 +296,42 @@ impl Driver {
                     self.message = None;
                     self.verification = None;
                 }
+                Event::Authenticate => self.authenticate().await,
                 Event::StartTls => return Ok(Flow::StartTls),
             }
         }
+    }
+
+    /// Has the credentials of the completed exchange checked on the control thread. Failures
+    /// are logged there, with the client and user name, where the failure count lives.
+    async fn authenticate(&mut self) {
+        self.input_is_secret = true;
+        let Some(credentials) = self.session.take_credentials() else {
+            debug_assert!(false, "Authenticate without credentials");
+            self.session.authentication_result(Verdict::Unavailable);
+            return;
+        };
+        let username = credentials.username.clone();
+        let verdict = self
+            .context
+            .control
+            .authenticate(self.peer.ip(), credentials, AUTH_PATIENCE)
+            .await;
+        let counters = &self.context.counters;
+        let counter = match verdict {
+            Verdict::Accepted => {
+                info!(auth_user = ?username, "authenticated");
+                &counters.auth_successes
+            }
+            Verdict::Rejected => &counters.auth_failures,
+            Verdict::RateLimited => &counters.auth_temporary_failures,
+            Verdict::Unavailable => {
+                warn!(auth_user = ?username, "AUTH could not be verified in time: answered 454");
+                &counters.auth_temporary_failures
+            }
+        };
+        counter.set(counter.get() + 1);
+        self.session.authentication_result(verdict);
     }
 
     fn begin_message(&mut self) {
@@ -344,6 +394,7 @@ impl Driver {
                 queue_id = %queue_id,
                 from = %envelope.mail_from,
                 recipients = envelope.rcpt_to.len(),
+                auth_user = self.session.authenticated_user(),
                 "message accepted"
             );
         }

@@ -4,14 +4,15 @@
 //! flume channels, which both glommio (shards) and tokio (control) can await. A full channel
 //! makes the sender wait rather than grow memory. This module owns the channel types so that
 //! neither side needs to know the other's runtime. DNS answers travel as the plain data types of
-//! `shard::resolution`, verification requests and verdicts as those of `verification`, both
-//! re-exported here.
+//! `shard::resolution`, verification requests and verdicts as those of `verification`, AUTH
+//! credentials and verdicts as those of `sasl`, all re-exported here.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
+pub use crate::sasl::{Credentials, Verdict};
 pub use crate::verification::{Identities, MessageVerdict, SpfVerdict};
 
 /// How many requests a shard may have queued at the control thread before it waits.
@@ -69,6 +70,9 @@ pub struct ShardMetrics {
     pub early_talkers: u64,
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
+    pub auth_successes: u64,
+    pub auth_failures: u64,
+    pub auth_temporary_failures: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
     /// Batches written, each one write and one fdatasync (plus one per new segment).
@@ -178,6 +182,16 @@ pub enum ControlRequest {
         spf: flume::Receiver<SpfVerdict>,
         deadline: Instant,
         reply: flume::Sender<MessageVerdict>,
+    },
+    /// Check AUTH credentials from `client` against the users file, counting failures per
+    /// client address across every shard. `Debug` shows the user name, never the password.
+    /// An attempt still waiting for a verification slot at `deadline`, when the shard stops
+    /// waiting, is dropped unchecked rather than checked for nobody.
+    Authenticate {
+        client: IpAddr,
+        credentials: Credentials,
+        deadline: Instant,
+        reply: flume::Sender<Verdict>,
     },
 }
 
@@ -383,6 +397,33 @@ impl ControlClient {
             Ok(answer) => answer,
             Err(_) => Err(ControlUnavailable),
         }
+    }
+
+    /// Has `credentials` verified on the control thread, waiting at most `patience`. A control
+    /// thread that is gone, busy or slower than `patience` is `Verdict::Unavailable`, which the
+    /// client hears as a temporary failure.
+    pub async fn authenticate(
+        &self,
+        client: IpAddr,
+        credentials: Credentials,
+        patience: Duration,
+    ) -> Verdict {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::Authenticate {
+            client,
+            credentials,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let exchange = async {
+            if self.requests.send_async(request).await.is_err() {
+                return Verdict::Unavailable;
+            }
+            reply_rx.recv_async().await.unwrap_or(Verdict::Unavailable)
+        };
+        glommio::timer::timeout(patience, async { Ok(exchange.await) })
+            .await
+            .unwrap_or(Verdict::Unavailable)
     }
 
     /// Sends a DNS request and waits for its answer; `patience` bounds both the wait for room in

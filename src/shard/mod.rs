@@ -214,6 +214,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
+    // `listeners` comes in the order of `config.listeners` (see `serve`).
     for (fd, listener_config) in listeners.into_iter().zip(&config.listeners) {
         // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
         // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
@@ -412,7 +413,7 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
-    /// The shard's way to the control thread, for inbound verification.
+    /// The shard's way to the control thread, for inbound verification and AUTH.
     pub control: link::ControlClient,
     /// `[verification]`; `None` when it is switched off.
     pub verification: Option<verification::VerificationSettings>,
@@ -494,6 +495,9 @@ impl ShardContext {
             early_talkers: self.counters.early_talkers.get(),
             tls_handshakes: self.counters.tls_handshakes.get(),
             tls_handshake_failures: self.counters.tls_handshake_failures.get(),
+            auth_successes: self.counters.auth_successes.get(),
+            auth_failures: self.counters.auth_failures.get(),
+            auth_temporary_failures: self.counters.auth_temporary_failures.get(),
             sessions_active: self.sessions.get() as u64,
             messages_accepted: self.counters.messages_accepted.get(),
             spool_syncs: self.spool.batches_written(),
@@ -518,6 +522,10 @@ pub(crate) struct Counters {
     pub early_talkers: Cell<u64>,
     pub tls_handshakes: Cell<u64>,
     pub tls_handshake_failures: Cell<u64>,
+    /// AUTH verdicts: `235`, `535`, and `454` (rate limited or not checked in time).
+    pub auth_successes: Cell<u64>,
+    pub auth_failures: Cell<u64>,
+    pub auth_temporary_failures: Cell<u64>,
 }
 
 impl Counters {

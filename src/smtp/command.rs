@@ -37,8 +37,26 @@ pub enum Command {
     Expn,
     Help,
     StartTls,
-    Auth,
+    /// RFC 4954 §4: `AUTH SP sasl-mech [SP initial-response]`.
+    Auth {
+        mechanism: String,
+        initial_response: Option<SaslResponse>,
+    },
 }
+
+/// A base64 SASL response as the client sent it (`=` for an empty one). It may encode a
+/// password, so `Debug` never shows it and the text is wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslResponse(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for SaslResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SaslResponse(<redacted>)")
+    }
+}
+
+/// RFC 4422 §3.1: a mechanism name is 1 to 20 of upper-case letters, digits, `-` and `_`.
+const MECHANISM_NAME_MAX_BYTES: usize = 20;
 
 /// A command line that did not parse; `reply` says what the client is told.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,7 +133,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         b"EXPN" => Ok(Command::Expn),
         b"HELP" => Ok(Command::Help),
         b"STARTTLS" => no_argument(argument, "STARTTLS", Command::StartTls),
-        b"AUTH" => Ok(Command::Auth),
+        b"AUTH" => parse_auth(argument),
         _ => Err(CommandError::UnknownVerb),
     }
 }
@@ -176,6 +194,34 @@ fn parse_rcpt(argument: &[u8]) -> Result<Command, CommandError> {
     Ok(Command::Rcpt {
         forward_path,
         params,
+    })
+}
+
+/// RFC 4954 §4: `"AUTH" SP sasl-mech [SP initial-response]`. Mechanism names are matched
+/// without regard to case, as RFC 4422 §3.1 asks; whether one is offered is the session's call.
+fn parse_auth(argument: &[u8]) -> Result<Command, CommandError> {
+    const USAGE: &str = "AUTH <mechanism> [initial-response]";
+    let mut words = argument.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let mechanism = words.next().ok_or(CommandError::MissingArgument("AUTH"))?;
+    let initial_response = words.next();
+    let name_ok = mechanism.len() <= MECHANISM_NAME_MAX_BYTES
+        && mechanism
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if words.next().is_some() || !name_ok {
+        return Err(CommandError::Syntax(USAGE));
+    }
+    let initial_response = match initial_response {
+        None => None,
+        Some(text) => {
+            let text = std::str::from_utf8(text).map_err(|_| CommandError::Syntax(USAGE))?;
+            Some(SaslResponse(zeroize::Zeroizing::new(text.to_owned())))
+        }
+    };
+    Ok(Command::Auth {
+        // The check above admits only ASCII.
+        mechanism: String::from_utf8_lossy(mechanism).to_ascii_uppercase(),
+        initial_response,
     })
 }
 
@@ -328,5 +374,29 @@ mod tests {
             (501, "5.5.4".into())
         );
         assert_eq!(code(b"VRFY"), (501, "5.5.4".into()));
+        assert_eq!(code(b"AUTH"), (501, "5.5.4".into()));
+        assert_eq!(code(b"AUTH PLAIN a b"), (501, "5.5.4".into()));
+        assert_eq!(code(b"AUTH PL@IN"), (501, "5.5.4".into()));
+    }
+
+    #[test]
+    fn auth_forms() {
+        assert_eq!(
+            parse("auth plain"),
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial_response: None
+            })
+        );
+        let Ok(Command::Auth {
+            mechanism,
+            initial_response: Some(response),
+        }) = parse("AUTH LOGIN dXNlcg==")
+        else {
+            panic!("AUTH with an initial response");
+        };
+        assert_eq!(mechanism, "LOGIN");
+        assert_eq!(response.0.as_str(), "dXNlcg==");
+        assert!(!format!("{response:?}").contains("dXNlcg"));
     }
 }

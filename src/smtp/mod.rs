@@ -1,7 +1,7 @@
-//! The SMTP protocol machine: bytes in, replies and events out. This module owns the server
-//! side of RFC 5321 with the extensions postern offers (PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
-//! ENHANCEDSTATUSCODES, CHUNKING, DSN, STARTTLS). It guarantees that every byte a client can send
-//! is answered by a reply from a fixed table, that memory per session stays within the named
+//! The SMTP protocol machine: bytes in, replies and events out. This module owns the server side of
+//! RFC 5321 with the extensions postern offers (PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+//! ENHANCEDSTATUSCODES, CHUNKING, DSN, STARTTLS, AUTH). It guarantees that every byte a client can
+//! send is answered by a reply from a fixed table, that memory per session stays within the named
 //! `Limits`, and that only `<CRLF>.<CRLF>` ends a DATA body. It never touches sockets, files,
 //! clocks, the spool or any runtime: the shard driver feeds it bytes and acts on its events.
 
@@ -17,7 +17,7 @@ mod session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use command::{parse_command, Command, CommandError};
+pub use command::{parse_command, Command, CommandError, SaslResponse};
 pub use data::{BodyFault, DataDecoder};
 pub use envelope::{BodyType, Envelope, Notify, Recipient, Ret};
 pub use reply::{EnhancedStatus, Reply};
@@ -71,6 +71,10 @@ pub struct SessionParams {
     pub starttls_available: bool,
     /// The session already runs under TLS (implicit TLS, RFC 8314).
     pub tls_active: bool,
+    /// Accept AUTH (RFC 4954); it is advertised and usable only once TLS is active.
+    pub auth_available: bool,
+    /// MAIL is refused with `530 5.7.0` until AUTH succeeds (`auth = "required"`).
+    pub auth_required: bool,
 }
 
 /// The reply written on accept when a shard already serves its maximum number of sessions.

@@ -10,6 +10,8 @@ use super::envelope::{BodyType, Notify, Ret};
 pub const ENVID_MAX_BYTES: usize = 100;
 /// RFC 3461 §4.2: an ORCPT value holds at most 500 characters.
 pub const ORCPT_MAX_BYTES: usize = 500;
+/// An `AUTH=` identity longer than an RFC 5321 §4.5.3.1.3 path (256 octets) cannot be a mailbox.
+pub const AUTH_IDENTITY_MAX_BYTES: usize = 256;
 /// Digits in the largest SIZE value that fits a u64; longer values are refused as too large.
 const SIZE_MAX_DIGITS: usize = 20;
 
@@ -37,8 +39,9 @@ pub struct MailParams {
     pub smtputf8: bool,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
-    /// AUTH= was given; it is accepted and ignored until postern offers AUTH.
-    pub auth: bool,
+    /// RFC 4954 §5 `AUTH=`: the identity that submitted the message, xtext decoded, or `<>`
+    /// when the client does not know it. The session keeps it only from trusted clients.
+    pub auth: Option<String>,
 }
 
 impl MailParams {
@@ -75,10 +78,7 @@ pub fn parse_mail_params(rest: &[u8]) -> Result<MailParams, ParamError> {
             "SMTPUTF8" => return Err(ParamError::Syntax),
             "RET" => set(&mut params.ret, parse_ret(required(value)?)?)?,
             "ENVID" => set(&mut params.envid, parse_envid(required(value)?)?)?,
-            "AUTH" => {
-                required(value)?;
-                set_flag(&mut params.auth)?;
-            }
+            "AUTH" => set(&mut params.auth, parse_auth(required(value)?)?)?,
             _ => return Err(ParamError::Unknown),
         }
     }
@@ -217,6 +217,18 @@ fn parse_ret(value: &str) -> Result<Ret, ParamError> {
     }
 }
 
+/// RFC 4954 §5: `"AUTH=" ( "<>" / xtext )`, the xtext holding an addr-spec.
+fn parse_auth(value: &str) -> Result<String, ParamError> {
+    if value == "<>" {
+        return Ok(value.to_owned());
+    }
+    let identity = decode_xtext(value)?;
+    if identity.len() > AUTH_IDENTITY_MAX_BYTES {
+        return Err(ParamError::Value);
+    }
+    Ok(identity)
+}
+
 fn parse_envid(value: &str) -> Result<String, ParamError> {
     let envid = decode_xtext(value)?;
     if envid.len() > ENVID_MAX_BYTES {
@@ -284,7 +296,7 @@ mod tests {
                 smtputf8: true,
                 ret: Some(Ret::Headers),
                 envid: Some("QQ+1".into()),
-                auth: true,
+                auth: Some("<>".into()),
             }
         );
         assert!(parse_mail_params(b"").expect("valid").is_empty());
@@ -309,6 +321,18 @@ mod tests {
         assert_eq!(parse_mail_params(b" SIZE="), Err(ParamError::Syntax));
         assert_eq!(parse_mail_params(b" ENVID=a+zz"), Err(ParamError::Value));
         assert_eq!(parse_mail_params(b" ENVID=a+0A"), Err(ParamError::Value));
+        assert_eq!(parse_mail_params(b" AUTH=a+zz"), Err(ParamError::Value));
+        assert_eq!(
+            parse_mail_params(b" AUTH=<> AUTH=<>"),
+            Err(ParamError::Duplicate)
+        );
+        assert_eq!(
+            parse_mail_params(b" AUTH=alice+2Bsub@example.com")
+                .expect("valid")
+                .auth
+                .as_deref(),
+            Some("alice+sub@example.com")
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The `Received:` trace header (RFC 5321 §4.4, RFC 5322 §3.6.7) and the WITH protocol names
-//! of RFC 3848 and RFC 6531 §3.7.3. This file owns the header's text and guarantees it is
-//! folded CRLF + TAB, ends in CRLF and carries nothing a client could use to forge a second
-//! clause. It never picks the date or the queue id: the driver passes both in.
+//! The `Received:` trace header (RFC 5321 §4.4, RFC 5322 §3.6.7) and the WITH protocol names of
+//! RFC 3848 (with its TLS `S` and AUTH `A` suffixes) and RFC 6531 §3.7.3. This file owns the
+//! header's text and guarantees it is folded CRLF + TAB, ends in CRLF and carries nothing a
+//! client could use to forge a second clause. It never picks the date or the queue id: the
+//! driver passes both in.
 
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -16,6 +17,8 @@ pub(super) struct Trace<'a> {
     pub esmtp: bool,
     pub smtputf8: bool,
     pub tls: bool,
+    /// AUTH succeeded in this session (RFC 3848 §2, the `A` suffix).
+    pub authenticated: bool,
     pub queue_id: &'a str,
     pub recipients: &'a [Recipient],
     /// An RFC 5322 date-time.
@@ -32,21 +35,30 @@ pub(super) fn address_literal(ip: IpAddr) -> String {
 }
 
 /// RFC 3848 §2 and RFC 6531 §3.7.3. HELO sessions are plain `SMTP`: the registry has no TLS
-/// variant of it. An `A` suffix will join once AUTH lands.
-pub(super) fn protocol(esmtp: bool, smtputf8: bool, tls: bool) -> &'static str {
-    match (esmtp, smtputf8, tls) {
-        (false, _, _) => "SMTP",
-        (true, false, false) => "ESMTP",
-        (true, false, true) => "ESMTPS",
-        (true, true, false) => "UTF8SMTP",
-        (true, true, true) => "UTF8SMTPS",
+/// variant of it, and AUTH needs EHLO.
+pub(super) fn protocol(
+    esmtp: bool,
+    smtputf8: bool,
+    tls: bool,
+    authenticated: bool,
+) -> &'static str {
+    match (esmtp, smtputf8, tls, authenticated) {
+        (false, _, _, _) => "SMTP",
+        (true, false, false, false) => "ESMTP",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, true, true) => "ESMTPSA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, true, true) => "UTF8SMTPSA",
     }
 }
 
 pub(super) fn received_header(trace: &Trace<'_>) -> String {
     debug_assert!(trace.queue_id.bytes().all(|b| b.is_ascii_graphic()));
     let mut header = String::with_capacity(256);
-    let protocol = protocol(trace.esmtp, trace.smtputf8, trace.tls);
+    let protocol = protocol(trace.esmtp, trace.smtputf8, trace.tls, trace.authenticated);
 
     // `write!` into a String cannot fail; the results are ignored for that reason.
     let _ = write!(
@@ -109,6 +121,7 @@ mod tests {
             esmtp: true,
             smtputf8: false,
             tls: true,
+            authenticated: false,
             queue_id: "Q1",
             recipients: &recipients,
             date: "Thu, 1 Jan 2026 00:00:00 +0000",
@@ -130,6 +143,7 @@ mod tests {
             esmtp: false,
             smtputf8: false,
             tls: false,
+            authenticated: false,
             queue_id: "Q2",
             recipients: &recipients,
             date: "D",
@@ -143,9 +157,12 @@ mod tests {
 
     #[test]
     fn protocols() {
-        assert_eq!(protocol(true, true, true), "UTF8SMTPS");
-        assert_eq!(protocol(true, true, false), "UTF8SMTP");
-        assert_eq!(protocol(false, true, true), "SMTP");
+        assert_eq!(protocol(true, true, true, false), "UTF8SMTPS");
+        assert_eq!(protocol(true, true, false, false), "UTF8SMTP");
+        assert_eq!(protocol(false, true, true, false), "SMTP");
+        assert_eq!(protocol(true, false, true, true), "ESMTPSA");
+        assert_eq!(protocol(true, false, false, true), "ESMTPA");
+        assert_eq!(protocol(true, true, true, true), "UTF8SMTPSA");
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("literal");
         assert_eq!(address_literal(mapped), "[192.0.2.1]");
     }

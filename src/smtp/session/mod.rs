@@ -1,12 +1,14 @@
 //! The SMTP server session: one state machine per connection, fed bytes by the shard driver.
 //! This file owns the input framing (command lines, DATA bodies, BDAT chunks), the events
 //! handed to the driver and the output buffer; `verbs.rs` owns what each command does and
-//! `refusal.rs` the replies to refused ones. It guarantees that commands are answered in the
-//! order they arrived (RFC 2920 §3.1), that a partial command line never holds more than
-//! `command_line_max_bytes`, and that nothing is read from the input between an event that
-//! needs the driver (MessageComplete, StartTls, Close) and the driver's answer. It never
-//! performs I/O, reads a clock or blocks.
+//! `refusal.rs` the replies to refused ones, `auth.rs` the SASL exchange of AUTH. It guarantees
+//! that commands are answered in the order they arrived (RFC 2920 §3.1), that a partial command
+//! line never holds more than `command_line_max_bytes` (an AUTH line, 12,288: RFC 4954 §4),
+//! and that nothing is read from the input
+//! between an event that needs the driver (MessageComplete, StartTls, Authenticate, Close) and
+//! the driver's answer. It never performs I/O, reads a clock or blocks.
 
+mod auth;
 mod refusal;
 #[cfg(test)]
 mod tests;
@@ -14,12 +16,13 @@ mod verbs;
 
 pub use refusal::Refusal;
 
-use super::command::{parse_command, CommandError};
+use super::command::parse_command;
 use super::data::{BodyFault, DataDecoder};
 use super::envelope::Envelope;
 use super::received::{self, Trace};
 use super::reply::{EnhancedStatus, Reply};
 use super::SessionParams;
+use crate::sasl::Credentials;
 
 /// What the driver must do after `feed` returns. After any event but `NeedInput` and `Close`,
 /// the driver acts on it and calls `feed` again with the rest of its input, even when that
@@ -42,6 +45,10 @@ pub enum Event {
     /// `220 2.0.0 Ready to start TLS` is queued: the driver flushes it, discards any input after
     /// the STARTTLS line (RFC 3207 §4.2), handshakes, then calls `tls_established`.
     StartTls,
+    /// A SASL exchange is complete: the driver takes the credentials with `take_credentials`,
+    /// has them verified off the shard, and reports with `authentication_result`. The driver
+    /// must not call `feed` until it has done so: AUTH is not pipelinable (RFC 4954 §4).
+    Authenticate,
     /// Flush the output, then close the connection (QUIT, too many errors, 421, early talker).
     /// A message begun and not completed is abandoned with the connection.
     Close,
@@ -86,6 +93,12 @@ enum Mode {
     AwaitingStore,
     /// StartTls was returned; waiting for `tls_established`.
     AwaitingTls,
+    /// A 334 challenge was sent; the next line is the client's SASL response.
+    AuthResponse(auth::Stage),
+    /// Authenticate was returned; waiting for `authentication_result`.
+    AwaitingVerdict {
+        username: String,
+    },
     Closed,
 }
 
@@ -150,6 +163,12 @@ pub struct Session {
     /// A reply held back by `timed_out`/`shutting_down` while a message is being stored, so
     /// that the client still learns its message was queued.
     close_after_store: Option<Reply>,
+    /// The user name AUTH succeeded for; it grants relaying (RFC 4954 §6).
+    authenticated: Option<String>,
+    /// AUTH attempts refused in this session; reaching the limit closes it.
+    auth_failures: u32,
+    /// Credentials of the exchange just completed, until the driver takes them.
+    credentials: Option<Credentials>,
 }
 
 impl Session {
@@ -169,6 +188,9 @@ impl Session {
             bad_commands: 0,
             storage_full: false,
             close_after_store: None,
+            authenticated: None,
+            auth_failures: 0,
+            credentials: None,
         }
     }
 
@@ -212,7 +234,11 @@ impl Session {
                     debug_assert!(false, "feed called before tls_established");
                     return (input.len(), Event::NeedInput);
                 }
-                Mode::Command => self.command_step(rest),
+                Mode::AwaitingVerdict { .. } => {
+                    debug_assert!(false, "feed called before authentication_result");
+                    return (consumed, Event::Authenticate);
+                }
+                Mode::Command | Mode::AuthResponse(_) => self.command_step(rest),
                 Mode::Data(_) => self.data_step(rest, body),
                 Mode::Chunk(_) => self.chunk_step(rest, body),
             };
@@ -285,6 +311,7 @@ impl Session {
         debug_assert!(!self.message_open && !self.mail_given);
         self.params.tls_active = true;
         self.hello = None;
+        self.authenticated = None;
         self.envelope = Envelope::default();
         self.end_transaction();
         self.line = LineBuffer::default();
@@ -341,7 +368,11 @@ impl Session {
     pub fn phase(&self) -> Phase {
         match self.mode {
             Mode::Data(_) | Mode::Chunk(_) | Mode::AwaitingStore => Phase::Data,
-            Mode::Command | Mode::AwaitingTls | Mode::Closed => Phase::Command,
+            Mode::Command
+            | Mode::AwaitingTls
+            | Mode::AuthResponse(_)
+            | Mode::AwaitingVerdict { .. }
+            | Mode::Closed => Phase::Command,
         }
     }
 
@@ -359,6 +390,7 @@ impl Session {
             esmtp: self.hello == Some(Hello::Ehlo),
             smtputf8: self.envelope.smtputf8,
             tls: self.params.tls_active,
+            authenticated: self.authenticated.is_some(),
             queue_id,
             recipients: &self.envelope.rcpt_to,
             date,
@@ -371,10 +403,10 @@ impl Session {
     }
 
     /// Mail from this client is taken on trust: it is not verified (SPF, DKIM, DMARC) and its
-    /// own `Authentication-Results:` fields are kept. Today that is a client inside
-    /// `allow_networks`; an authenticated client is the next to join.
+    /// own `Authentication-Results:` fields are kept. That is a client inside `allow_networks`,
+    /// one with a trusted client certificate, or a session that passed AUTH.
     pub fn is_trusted(&self) -> bool {
-        self.params.relay_allowed
+        self.params.relay_allowed || self.authenticated.is_some()
     }
 
     /// A Close is pending: the driver flushes the output and closes.
@@ -384,7 +416,8 @@ impl Session {
 
     /// Frames one command line out of `rest`, or keeps a partial one.
     fn command_step(&mut self, rest: &[u8]) -> (usize, Option<Event>) {
-        let max = self.params.limits.command_line_max_bytes;
+        let sensitive = self.line_is_sensitive(rest);
+        let max = self.line_max_bytes(sensitive);
         // A bare LF also ends a command line. RFC 5321 §2.3.8 asks for CRLF, but treating LF
         // alone as the end is what common servers do and cannot be abused here: unlike DATA,
         // a command line has no terminator whose recognition two hops could disagree on.
@@ -396,7 +429,7 @@ impl Session {
 
         if self.line.bytes.is_empty() && !self.line.overflowed {
             let event = if piece.len() > max {
-                self.answer(CommandError::LineTooLong.reply())
+                self.line_too_long()
             } else {
                 self.handle_line(strip_line_ending(piece))
             };
@@ -407,12 +440,16 @@ impl Session {
         let too_long =
             std::mem::take(&mut self.line.overflowed) || buffered.len() + piece.len() > max;
         let event = if too_long {
-            self.answer(CommandError::LineTooLong.reply())
+            self.line_too_long()
         } else {
             buffered.extend_from_slice(piece);
             self.handle_line(strip_line_ending(&buffered))
         };
-        // Keep the allocation for the next partial line; it never exceeds `max`.
+        // Keep the allocation for the next partial line; it never exceeds `max`. A line of a
+        // SASL exchange may hold a password, so its copy is wiped rather than just forgotten.
+        if sensitive {
+            zeroize::Zeroize::zeroize(&mut buffered);
+        }
         buffered.clear();
         if self.line.bytes.is_empty() {
             self.line.bytes = buffered;
@@ -421,6 +458,10 @@ impl Session {
     }
 
     fn handle_line(&mut self, line: &[u8]) -> Option<Event> {
+        if let Mode::AuthResponse(stage) = &self.mode {
+            let stage = stage.clone();
+            return self.exchange_line(stage, line);
+        }
         match parse_command(line) {
             Ok(command) => self.dispatch(command),
             Err(error) => self.answer(error.reply()),

@@ -39,6 +39,26 @@ pub enum Refusal {
     StartTlsInTransaction,
     #[error("AUTH not offered")]
     AuthUnavailable,
+    #[error("already authenticated")]
+    AlreadyAuthenticated,
+    #[error("AUTH not permitted during a mail transaction")]
+    AuthInTransaction,
+    #[error("Encryption required for requested authentication mechanism")]
+    EncryptionRequired,
+    #[error("Unrecognized authentication type")]
+    MechanismUnknown,
+    #[error("Authentication canceled")]
+    AuthCanceled,
+    #[error("Cannot decode the authentication response")]
+    AuthUndecodable,
+    #[error("Authentication exchange line is too long")]
+    AuthLineTooLong,
+    #[error("Authentication credentials invalid")]
+    CredentialsInvalid,
+    #[error("Temporary authentication failure, try again later")]
+    AuthTemporaryFailure,
+    #[error("Authentication required")]
+    AuthenticationRequired,
     #[error("EXPN not offered")]
     ExpnUnavailable,
     #[error("message refused: {0}")]
@@ -57,7 +77,18 @@ impl Refusal {
             | Refusal::MailFirst
             | Refusal::DataAfterBdat
             | Refusal::BdatFailed
-            | Refusal::StartTlsInTransaction => (503, 5, 5, 1),
+            | Refusal::StartTlsInTransaction
+            | Refusal::AlreadyAuthenticated
+            | Refusal::AuthInTransaction => (503, 5, 5, 1),
+            // The AUTH replies are those of RFC 4954 §4 and §6.
+            Refusal::EncryptionRequired => (538, 5, 7, 11),
+            Refusal::MechanismUnknown => (504, 5, 5, 4),
+            Refusal::AuthCanceled => (501, 5, 0, 0),
+            Refusal::AuthUndecodable => (501, 5, 5, 2),
+            Refusal::AuthLineTooLong => (500, 5, 5, 6),
+            Refusal::CredentialsInvalid => (535, 5, 7, 8),
+            Refusal::AuthTemporaryFailure => (454, 4, 7, 0),
+            Refusal::AuthenticationRequired => (530, 5, 7, 0),
             // RFC 5321 §3.3: 554 "no valid recipients" for DATA without accepted RCPT.
             Refusal::NoRecipients => (554, 5, 5, 1),
             Refusal::ParametersNeedEhlo => (555, 5, 5, 4),
@@ -106,6 +137,16 @@ mod tests {
             Refusal::StartTlsUnavailable,
             Refusal::StartTlsInTransaction,
             Refusal::AuthUnavailable,
+            Refusal::AlreadyAuthenticated,
+            Refusal::AuthInTransaction,
+            Refusal::EncryptionRequired,
+            Refusal::MechanismUnknown,
+            Refusal::AuthCanceled,
+            Refusal::AuthUndecodable,
+            Refusal::AuthLineTooLong,
+            Refusal::CredentialsInvalid,
+            Refusal::AuthTemporaryFailure,
+            Refusal::AuthenticationRequired,
             Refusal::ExpnUnavailable,
             Refusal::Body(BodyFault::BareLineEnding),
             Refusal::Body(BodyFault::TooBig),

@@ -22,6 +22,8 @@ fn params() -> SessionParams {
         local_domains: Arc::from(vec!["example.com".to_owned(), "*.corp.example".to_owned()]),
         starttls_available: false,
         tls_active: false,
+        auth_available: false,
+        auth_required: false,
     }
 }
 
@@ -72,6 +74,18 @@ impl Transcript {
 
 /// Drives a session as the shard driver does, feeding `input` in pieces of `piece` bytes.
 fn converse(params: SessionParams, input: &[u8], piece: usize) -> Transcript {
+    converse_verifying(params, input, piece, &mut |_| {
+        panic!("no AUTH exchange was expected to complete")
+    })
+}
+
+/// `converse`, with `verify` standing in for the control thread's verdict on AUTH credentials.
+fn converse_verifying(
+    params: SessionParams,
+    input: &[u8],
+    piece: usize,
+    verify: &mut dyn FnMut(&crate::sasl::Credentials) -> crate::sasl::Verdict,
+) -> Transcript {
     let mut session = Session::new(params);
     session.greet();
     let mut transcript = Transcript::default();
@@ -105,6 +119,12 @@ fn converse(params: SessionParams, input: &[u8], piece: usize) -> Transcript {
                     session.message_stored(StoreOutcome::Stored { queue_id });
                 }
                 Event::MessageAborted => body.clear(),
+                Event::Authenticate => {
+                    let credentials = session.take_credentials().expect("credentials");
+                    assert!(session.take_credentials().is_none(), "taken once");
+                    let verdict = verify(&credentials);
+                    session.authentication_result(verdict);
+                }
                 Event::StartTls => {
                     // RFC 3207 §4.2: the rest of what was read is dropped.
                     session.tls_established();
@@ -905,4 +925,336 @@ fn a_dmarc_rejection_is_550_5_7_1_and_the_session_goes_on() {
     let mut trusted = params();
     trusted.relay_allowed = true;
     assert!(Session::new(trusted).is_trusted());
+}
+
+mod auth {
+    //! AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN: every reply code of the exchange.
+
+    use super::*;
+    use crate::sasl::{Credentials, Verdict};
+
+    /// `\0alice\0secret`
+    const PLAIN_ALICE: &str = "AGFsaWNlAHNlY3JldA==";
+    /// `alice` and `secret`
+    const LOGIN_ALICE: &str = "YWxpY2U=";
+    const LOGIN_SECRET: &str = "c2VjcmV0";
+
+    fn auth_params(tls_active: bool) -> SessionParams {
+        SessionParams {
+            auth_available: true,
+            tls_active,
+            ..params()
+        }
+    }
+
+    /// Accepts alice/secret, refuses everything else; records what it saw.
+    fn alice_only(
+        seen: &mut Vec<(Option<String>, String, String)>,
+    ) -> impl FnMut(&Credentials) -> Verdict + '_ {
+        move |credentials| {
+            seen.push((
+                credentials.authorization_identity.clone(),
+                credentials.username.clone(),
+                credentials.password.to_string(),
+            ));
+            if credentials.username == "alice" && credentials.password.as_str() == "secret" {
+                Verdict::Accepted
+            } else {
+                Verdict::Rejected
+            }
+        }
+    }
+
+    fn run(
+        params: SessionParams,
+        parts: &[&str],
+    ) -> (Transcript, Vec<(Option<String>, String, String)>) {
+        let mut seen = Vec::new();
+        let input = dialogue(parts);
+        let transcript = converse_verifying(
+            params.clone(),
+            &input,
+            usize::MAX,
+            &mut alice_only(&mut seen),
+        );
+        // Every split of the input must give the same replies and the same credentials.
+        for piece in [1, 3, 7] {
+            let mut again = Vec::new();
+            let split =
+                converse_verifying(params.clone(), &input, piece, &mut alice_only(&mut again));
+            assert_eq!(split.replies(), transcript.replies(), "piece {piece}");
+            assert_eq!(again, seen, "piece {piece}");
+        }
+        (transcript, seen)
+    }
+
+    #[test]
+    fn advertised_only_under_tls_and_538_before_it() {
+        let plain_line = format!("AUTH PLAIN {PLAIN_ALICE}\r\n");
+        let (t, seen) = run(auth_params(false), &[EHLO, &plain_line, "AUTH LOGIN\r\n"]);
+        assert!(!t.output.contains("AUTH PLAIN LOGIN"));
+        assert_eq!(t.replies(), ["220", "250", "538 5.7.11", "538 5.7.11"]);
+        assert!(t
+            .output
+            .contains("538 5.7.11 Encryption required for requested authentication mechanism\r\n"));
+        assert!(seen.is_empty());
+
+        let (t, _) = run(auth_params(true), &[EHLO]);
+        assert!(
+            t.output.contains("250-AUTH PLAIN LOGIN\r\n")
+                || t.output.contains("250 AUTH PLAIN LOGIN\r\n")
+        );
+
+        let (t, _) = run(params(), &[EHLO, &plain_line]);
+        assert!(!t.output.contains("AUTH PLAIN"));
+        assert_eq!(t.replies(), ["220", "250", "502 5.5.1"]);
+    }
+
+    #[test]
+    fn plain_with_initial_response_grants_relay_and_esmtpsa() {
+        let plain_line = format!("AUTH PLAIN {PLAIN_ALICE}\r\n");
+        let (t, seen) = run(
+            auth_params(true),
+            &[
+                EHLO,
+                &plain_line,
+                "MAIL FROM:<alice@origin.example> AUTH=alice@origin.example\r\n",
+                "RCPT TO:<someone@elsewhere.example>\r\n",
+                "DATA\r\nhi\r\n.\r\n",
+            ],
+        );
+        assert_eq!(
+            t.replies(),
+            [
+                "220",
+                "250",
+                "235 2.7.0",
+                "250 2.1.0",
+                "250 2.1.5",
+                "354",
+                "250 2.0.0"
+            ]
+        );
+        assert!(t.output.contains("235 2.7.0 Authentication successful\r\n"));
+        assert_eq!(seen, [(None, "alice".to_owned(), "secret".to_owned())]);
+        let received = t.received.expect("a message was stored");
+        assert!(received.contains(" with ESMTPSA id Q1"), "{received}");
+    }
+
+    #[test]
+    fn unauthenticated_relay_is_still_denied() {
+        let (t, _) = run(
+            auth_params(true),
+            &[EHLO, MAIL, "RCPT TO:<someone@elsewhere.example>\r\n"],
+        );
+        assert_eq!(t.replies(), ["220", "250", "250 2.1.0", "554 5.7.1"]);
+    }
+
+    #[test]
+    fn plain_without_initial_response_gets_an_empty_challenge() {
+        let response = format!("{PLAIN_ALICE}\r\n");
+        let (t, seen) = run(auth_params(true), &[EHLO, "AUTH PLAIN\r\n", &response]);
+        assert_eq!(t.replies(), ["220", "250", "334", "235 2.7.0"]);
+        assert!(t.output.contains("\r\n334 \r\n"));
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[test]
+    fn login_prompts_for_username_then_password() {
+        let user = format!("{LOGIN_ALICE}\r\n");
+        let password = format!("{LOGIN_SECRET}\r\n");
+        let (t, seen) = run(
+            auth_params(true),
+            &[EHLO, "auth login\r\n", &user, &password],
+        );
+        assert_eq!(t.replies(), ["220", "250", "334", "334", "235 2.7.0"]);
+        assert!(t
+            .output
+            .contains("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"));
+        assert_eq!(seen, [(None, "alice".to_owned(), "secret".to_owned())]);
+
+        // Some clients send the user name as an initial response.
+        let with_user = format!("AUTH LOGIN {LOGIN_ALICE}\r\n");
+        let (t, _) = run(auth_params(true), &[EHLO, &with_user, &password]);
+        assert_eq!(t.replies(), ["220", "250", "334", "235 2.7.0"]);
+    }
+
+    #[test]
+    fn exchange_errors() {
+        let (t, seen) = run(
+            auth_params(true),
+            &[
+                EHLO,
+                "AUTH LOGIN\r\n",
+                "*\r\n",
+                "AUTH PLAIN\r\n",
+                "not base64!\r\n",
+                "AUTH PLAIN =\r\n",
+                "AUTH CRAM-MD5\r\n",
+                "AUTH PLAIN AGFsaWNl\r\n",
+                "NOOP\r\n",
+            ],
+        );
+        assert_eq!(
+            t.replies(),
+            [
+                "220",
+                "250",
+                "334",
+                "501 5.0.0",
+                "334",
+                "501 5.5.2",
+                "501 5.5.2",
+                "504 5.5.4",
+                "501 5.5.2",
+                "250 2.0.0"
+            ]
+        );
+        assert!(seen.is_empty(), "malformed exchanges are never verified");
+    }
+
+    #[test]
+    fn sequence_errors() {
+        let plain_line = format!("AUTH PLAIN {PLAIN_ALICE}\r\n");
+        let (t, _) = run(auth_params(true), &["HELO client.example\r\n", &plain_line]);
+        assert_eq!(t.replies(), ["220", "250", "503 5.5.1"]);
+
+        let (t, _) = run(auth_params(true), &[EHLO, MAIL, &plain_line]);
+        assert_eq!(t.replies(), ["220", "250", "250 2.1.0", "503 5.5.1"]);
+
+        let (t, _) = run(auth_params(true), &[EHLO, &plain_line, &plain_line]);
+        assert_eq!(t.replies(), ["220", "250", "235 2.7.0", "503 5.5.1"]);
+    }
+
+    #[test]
+    fn failures_answer_535_then_close_with_421() {
+        // `\0alice\0wrong`
+        let wrong = "AUTH PLAIN AGFsaWNlAHdyb25n\r\n";
+        let (t, seen) = run(auth_params(true), &[EHLO, wrong, wrong, wrong, "NOOP\r\n"]);
+        assert_eq!(
+            t.replies(),
+            [
+                "220",
+                "250",
+                "535 5.7.8",
+                "535 5.7.8",
+                "535 5.7.8",
+                "421 4.7.0"
+            ]
+        );
+        assert!(t
+            .output
+            .contains("535 5.7.8 Authentication credentials invalid\r\n"));
+        assert!(t.closed);
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn rate_limited_and_unavailable_are_temporary() {
+        let plain_line = format!("AUTH PLAIN {PLAIN_ALICE}\r\n");
+        for verdict in [Verdict::RateLimited, Verdict::Unavailable] {
+            let input = dialogue(&[EHLO, &plain_line, "NOOP\r\n"]);
+            let t = converse_verifying(auth_params(true), &input, usize::MAX, &mut |_| verdict);
+            assert_eq!(
+                t.replies(),
+                ["220", "250", "454 4.7.0", "250 2.0.0"],
+                "{verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_authorization_identity_reaches_the_verifier() {
+        // `bob\0alice\0secret`: alice asks to act as bob.
+        let (_, seen) = run(
+            auth_params(true),
+            &[EHLO, "AUTH PLAIN Ym9iAGFsaWNlAHNlY3JldA==\r\n"],
+        );
+        assert_eq!(
+            seen,
+            [(
+                Some("bob".to_owned()),
+                "alice".to_owned(),
+                "secret".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn required_auth_refuses_mail_with_530_until_it_succeeds() {
+        let params = SessionParams {
+            auth_required: true,
+            ..auth_params(true)
+        };
+        let plain_line = format!("AUTH PLAIN {PLAIN_ALICE}\r\n");
+        let input = dialogue(&[EHLO, MAIL, &plain_line, MAIL]);
+        let t = converse_verifying(params, &input, usize::MAX, &mut alice_only(&mut Vec::new()));
+        assert_eq!(
+            t.replies(),
+            ["220", "250", "530 5.7.0", "235 2.7.0", "250 2.1.0"]
+        );
+        assert!(t.output.contains("530 5.7.0 Authentication required\r\n"));
+    }
+
+    #[test]
+    fn pipelined_input_waits_for_the_verdict() {
+        let mut session = Session::new(auth_params(true));
+        session.greet();
+        let mut body = Vec::new();
+        let (used, event) = session.feed(EHLO.as_bytes(), &mut body);
+        assert_eq!((used, event), (EHLO.len(), Event::NeedInput));
+
+        let auth_line = format!("AUTH PLAIN {PLAIN_ALICE}\r\n");
+        let input = format!("{auth_line}{MAIL}");
+        let (used, event) = session.feed(input.as_bytes(), &mut body);
+        assert_eq!((used, event), (auth_line.len(), Event::Authenticate));
+        assert!(!String::from_utf8_lossy(session.output()).contains("2.1.0"));
+        assert_eq!(session.phase(), Phase::Command);
+
+        let credentials = session.take_credentials().expect("credentials");
+        assert!(!format!("{credentials:?}").contains("secret"));
+        assert!(!session.is_trusted());
+        session.authentication_result(Verdict::Accepted);
+        assert_eq!(session.authenticated_user(), Some("alice"));
+        assert!(
+            session.is_trusted(),
+            "authenticated mail is not verified (SPF, DKIM, DMARC)"
+        );
+        let (used, event) = session.feed(&input.as_bytes()[auth_line.len()..], &mut body);
+        assert_eq!((used, event), (MAIL.len(), Event::NeedInput));
+        assert!(String::from_utf8_lossy(session.output()).ends_with("250 2.1.0 Ok\r\n"));
+    }
+
+    #[test]
+    fn exchange_lines_may_reach_12288_octets() {
+        // A PLAIN message with a long password: longer than a command line, within RFC 4954's.
+        use base64::Engine as _;
+        let password = "p".repeat(4000);
+        let message = format!("\0alice\0{password}");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(message);
+        let long_initial = format!("AUTH PLAIN {encoded}\r\n");
+        let long_response = format!("{encoded}\r\n");
+        let (t, seen) = run(
+            auth_params(true),
+            &[EHLO, &long_initial, "AUTH PLAIN\r\n", &long_response],
+        );
+        assert_eq!(t.replies(), ["220", "250", "535 5.7.8", "334", "535 5.7.8"]);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].2.len(), 4000);
+
+        let too_long = format!("{}\r\n", "A".repeat(AUTH_LINE_MAX));
+        let (t, seen) = run(
+            auth_params(true),
+            &[EHLO, "AUTH PLAIN\r\n", &too_long, "NOOP\r\n"],
+        );
+        assert_eq!(t.replies(), ["220", "250", "334", "500 5.5.6", "250 2.0.0"]);
+        assert!(seen.is_empty());
+
+        // Other commands keep the ordinary limit.
+        let long_noop = format!("NOOP {}\r\n", "x".repeat(600));
+        let (t, _) = run(auth_params(true), &[EHLO, &long_noop]);
+        assert_eq!(t.replies(), ["220", "250", "500 5.5.2"]);
+    }
+
+    const AUTH_LINE_MAX: usize = super::super::auth::AUTH_LINE_MAX_BYTES;
 }

@@ -49,7 +49,10 @@ impl Session {
                 "postern speaks SMTP as in RFC 5321; send EHLO for the extensions",
             )),
             Command::StartTls => self.starttls(),
-            Command::Auth => self.refuse(Refusal::AuthUnavailable),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(&mechanism, initial_response),
         }
     }
 
@@ -82,6 +85,11 @@ impl Session {
         if self.starttls_offered() {
             lines.push("STARTTLS".into());
         }
+        // RFC 4954 §4: the mechanisms send passwords as they are, so they are shown only
+        // under TLS; before it, AUTH is answered 538.
+        if self.params.auth_available && self.params.tls_active {
+            lines.push(format!("AUTH {}", crate::sasl::Mechanism::ADVERTISED).into());
+        }
         Reply::multiline(250, None, lines)
     }
 
@@ -100,6 +108,10 @@ impl Session {
         }
         if hello == Hello::Helo && !params.is_empty() {
             return self.refuse(Refusal::ParametersNeedEhlo);
+        }
+        // RFC 4954 §6: 530 when the policy requires AUTH before any transaction.
+        if self.params.auth_required && self.authenticated.is_none() {
+            return self.refuse(Refusal::AuthenticationRequired);
         }
         if self.storage_full {
             return self.refuse(Refusal::InsufficientStorage);
@@ -129,6 +141,8 @@ impl Session {
         self.envelope.declared_size = params.size;
         self.envelope.ret = params.ret;
         self.envelope.envid = params.envid;
+        // LIMITATION(L21): RFC 4954 §5 `AUTH=` is checked (xtext) and then dropped, which is
+        // what §5 asks of an untrusted one; a trusted one is not carried to the next hop.
         self.mail_given = true;
         self.bdat = Bdat::Unused;
         self.answer(Reply::new(250, Some(EnhancedStatus::new(2, 1, 0)), "Ok"))
@@ -173,7 +187,9 @@ impl Session {
         if !mailbox.is_ascii() && !self.envelope.smtputf8 {
             return Err(Refusal::Smtputf8Required);
         }
+        // RFC 4954 §6: an authenticated client relays like a trusted network does.
         if !self.params.relay_allowed
+            && self.authenticated.is_none()
             && !is_local_domain(mailbox.domain(), &self.params.local_domains)
         {
             return Err(Refusal::RelayDenied(mailbox.into_string()));
