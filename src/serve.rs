@@ -16,12 +16,14 @@ use tracing::info;
 
 use crate::config::{AuthMode, Config, TlsMode};
 use crate::control::Control;
+use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
 
-/// Runs the relay until it is told to stop.
-pub fn serve(mut config: Config) -> Result<(), Fatal> {
+/// Runs the relay until it is told to stop. `signing_keys` are the `[[dkim]]` keys, already
+/// loaded and checked (`SigningKeys::load`).
+pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), Fatal> {
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
@@ -71,6 +73,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
                 .map(|listener| listener.per_shard.remove(0))
                 .collect(),
             link,
+            signing_keys: Arc::clone(&signing_keys),
         })
         .collect();
     let shards = match Shards::start(Arc::clone(&config), specs) {

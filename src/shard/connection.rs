@@ -22,8 +22,9 @@ use tracing::{debug, info, warn};
 use super::message::SpoolMessage;
 use super::spool::SpoolFailure;
 use super::ShardContext;
+use crate::dkim::MessageSigner;
 use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
-use crate::time::rfc5322_date;
+use crate::time::{rfc5322_date, unix_ms};
 
 /// Bytes read from the socket at a time. Pipelined commands and body chunks both fit; a
 /// larger buffer saves few syscalls and costs memory on every idle session.
@@ -103,8 +104,11 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
     };
     let _ = stream.set_nodelay(true);
 
+    let signer = (!context.signing_keys.is_empty())
+        .then(|| MessageSigner::new(Arc::clone(&context.signing_keys)));
     let mut driver = Driver {
         session: Session::new(session_params(&context, peer, local)),
+        signer,
         context,
         message: None,
         queue_id: String::new(),
@@ -141,6 +145,8 @@ fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -
 
 struct Driver {
     session: Session,
+    /// Present when DKIM keys are configured; it signs only messages the session may sign.
+    signer: Option<MessageSigner>,
     context: Rc<ShardContext>,
     message: Option<SpoolMessage>,
     queue_id: String,
@@ -221,7 +227,12 @@ impl Driver {
                 Event::Close => return Ok(false),
                 Event::MessageBegin => self.begin_message(),
                 Event::MessageComplete => self.commit_message().await,
-                Event::MessageAborted => self.message = None,
+                Event::MessageAborted => {
+                    self.message = None;
+                    if let Some(signer) = self.signer.as_mut() {
+                        signer.abandon();
+                    }
+                }
                 Event::StartTls => {
                     // LIMITATION(L1): TLS is not built yet, so the session is never told that
                     // STARTTLS is available and cannot ask for it.
@@ -238,11 +249,25 @@ impl Driver {
         let received = self.session.received_header(&self.queue_id, &date);
         let message = SpoolMessage::begin(&self.context.spool, self.queue_id.clone(), &received);
         self.message = Some(message);
+        if let Some(signer) = self.signer.as_mut() {
+            if self.session.may_sign() {
+                signer.begin();
+            } else {
+                signer.abandon();
+            }
+        }
     }
 
     async fn append_body(&mut self, body: &mut Vec<u8>) {
         match self.message.as_mut() {
-            Some(message) => message.append(body).await,
+            Some(message) => {
+                // The signer sees the client's bytes only: our Received header went into the
+                // message at `begin` and is not signed.
+                if let Some(signer) = self.signer.as_mut() {
+                    signer.update(body);
+                }
+                message.append(body).await
+            }
             None => {
                 // Body bytes outside a message would be a session bug; they belong to no
                 // envelope that could ever be acknowledged.
@@ -255,7 +280,7 @@ impl Driver {
     async fn commit_message(&mut self) {
         let outcome = match self.message.take() {
             None => StoreOutcome::TemporaryFailure,
-            Some(message) => match message.commit(self.session.envelope()).await {
+            Some(message) => match self.signed(message).commit(self.session.envelope()).await {
                 Ok((record, location)) => {
                     self.context.queue.accept(location, record);
                     StoreOutcome::Stored {
@@ -280,6 +305,17 @@ impl Driver {
             );
         }
         self.session.message_stored(outcome);
+    }
+
+    /// Adds the DKIM signatures, if this message gets any, in front of the stored content.
+    fn signed(&mut self, mut message: SpoolMessage) -> SpoolMessage {
+        if let Some(signer) = self.signer.as_mut() {
+            let signatures = signer.finish(unix_ms(SystemTime::now()) / 1000);
+            if !signatures.is_empty() {
+                message.prepend_header(signatures);
+            }
+        }
+        message
     }
 
     async fn read(&mut self, stream: &mut TcpStream, input: &mut [u8]) -> Input {

@@ -34,6 +34,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::config::{BareLineEndings, Config};
+use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
 use link::ShardLink;
@@ -72,6 +73,8 @@ pub struct ShardSpec {
     /// This shard's listening sockets, one per configured listener.
     pub listeners: Vec<OwnedFd>,
     pub link: ShardLink,
+    /// The DKIM keys, loaded once at start and shared read-only by every shard.
+    pub signing_keys: Arc<SigningKeys>,
 }
 
 /// The running shards.
@@ -161,6 +164,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         index,
         listeners,
         link,
+        signing_keys,
         ..
     } = spec;
 
@@ -197,6 +201,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     );
     let context = Rc::new(ShardContext::new(
         &config,
+        signing_keys,
         spool,
         queue,
         session_deadline_rx,
@@ -381,6 +386,7 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
+    pub signing_keys: Arc<SigningKeys>,
     /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
     pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
     pub counters: Counters,
@@ -393,6 +399,7 @@ pub(crate) struct ShardContext {
 impl ShardContext {
     fn new(
         config: &Config,
+        signing_keys: Arc<SigningKeys>,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
         session_deadline: flume::Receiver<()>,
@@ -416,6 +423,7 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
+            signing_keys,
             read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),

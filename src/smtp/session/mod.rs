@@ -339,6 +339,14 @@ impl Session {
         })
     }
 
+    /// Whether messages of this session may be DKIM-signed: only those of trusted clients
+    /// (`relay.allow_networks`). Signing mail from anyone else would turn a forged From into a
+    /// signed one.
+    pub fn may_sign(&self) -> bool {
+        // Authenticated submission will be trusted here too once AUTH lands (L1).
+        self.params.relay_allowed
+    }
+
     /// A Close is pending: the driver flushes the output and closes.
     pub fn wants_close(&self) -> bool {
         matches!(self.mode, Mode::Closed)
