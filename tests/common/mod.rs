@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod dkim;
 pub mod dns_server;
 pub mod next_hop;
 
