@@ -248,6 +248,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, Fatal> {
 }
 
 /// Reads every `[[dkim]]` key once, for all shards; a bad key is a configuration error.
+// LIMITATION(L16): only here, at start; there is no reload.
 fn load_signing_keys(config: &Config) -> Result<Arc<SigningKeys>, Fatal> {
     SigningKeys::load(&config.source, &config.dkim)
         .map(Arc::new)

@@ -8,6 +8,8 @@
 //! by byte. Only CRLF ends a line here: a bare CR or LF (which the session refuses by default) is
 //! an ordinary octet. No I/O, no allocation.
 
+// LIMITATION(L15): receivers that treat bare CR or LF as line ends may compute another hash.
+
 /// Where canonical body octets go.
 pub trait BodySink {
     fn write(&mut self, octets: &[u8]);

@@ -39,6 +39,7 @@ pub const SIGNED_FIELDS: &[&str] = &[
 /// The largest header section captured for signing. RFC 5322 sets no limit; real header
 /// sections at submission are a few KiB. A larger one leaves the message unsigned, never
 /// refused.
+// LIMITATION(L15): such a message goes out unsigned.
 pub const HEADER_CAPTURE_MAX_BYTES: usize = 64 * 1024;
 
 /// Lines of the signature field are folded near this width (RFC 5322 §2.1.1 recommends 78).

@@ -343,7 +343,7 @@ impl Session {
     /// (`relay.allow_networks`). Signing mail from anyone else would turn a forged From into a
     /// signed one.
     pub fn may_sign(&self) -> bool {
-        // Authenticated submission will be trusted here too once AUTH lands (L1).
+        // LIMITATION(L15): authenticated clients will be trusted here too once AUTH exists (L1).
         self.params.relay_allowed
     }
 
