@@ -9,6 +9,7 @@
 //! so its buffers are allocated once per session, not per message. No I/O, never blocks; RSA
 //! signing is the one costly step (about a millisecond of CPU per 2048-bit signature).
 
+use std::io::Write as _;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -68,6 +69,10 @@ pub struct MessageSigner {
     previous_cr: bool,
     /// The From domain, in lowercase, once the header ended.
     from_domain: String,
+    /// The From value without its quoted strings and comments, while it is read.
+    from_plain: Vec<u8>,
+    /// The `h=` names, in the order their fields are hashed.
+    tags: Vec<&'static str>,
     body: RelaxedBody,
     body_hash: digest::Context,
     /// Offsets into `header` of the signed fields: (index in SIGNED_FIELDS, start, end).
@@ -90,6 +95,8 @@ impl MessageSigner {
             header_line_bytes: 0,
             previous_cr: false,
             from_domain: String::new(),
+            from_plain: Vec::new(),
+            tags: Vec::new(),
             body: RelaxedBody::new(),
             body_hash: digest::Context::new(&digest::SHA256),
             signed: Vec::new(),
@@ -151,7 +158,8 @@ impl MessageSigner {
         let body_hash =
             std::mem::replace(&mut self.body_hash, digest::Context::new(&digest::SHA256)).finish();
 
-        let tags = self.canonical_signed_fields();
+        self.canonical_signed_fields();
+        let tags = std::mem::take(&mut self.tags);
         let keys = Arc::clone(&self.keys);
         let domain = std::mem::take(&mut self.from_domain);
         for domain_key in keys.for_domain(&domain) {
@@ -168,6 +176,7 @@ impl MessageSigner {
             }
         }
         self.from_domain = domain;
+        self.tags = tags;
         &self.output
     }
 
@@ -233,9 +242,16 @@ impl MessageSigner {
             };
             if index == 0 {
                 from_fields += 1;
-                if let Some(domain) = from_domain(&self.header[colon + 1..end]) {
-                    self.from_domain.clear();
-                    self.from_domain.push_str(&domain);
+                self.from_domain.clear();
+                if let Some(domain) =
+                    from_domain(&self.header[colon + 1..end], &mut self.from_plain)
+                {
+                    // from_domain checked that the domain is ASCII.
+                    self.from_domain.extend(
+                        domain
+                            .iter()
+                            .map(|octet| octet.to_ascii_lowercase() as char),
+                    );
                 }
             }
             self.signed.push((index, start, end));
@@ -259,10 +275,10 @@ impl MessageSigner {
     }
 
     /// Writes the canonical signed fields into `hash_input` (each occurrence bottom-up, as
-    /// verifiers select them, RFC 6376 §5.4.2) and returns the `h=` names in the same order.
-    fn canonical_signed_fields(&mut self) -> Vec<&'static str> {
+    /// verifiers select them, RFC 6376 §5.4.2) and their names, in the same order, into `tags`.
+    fn canonical_signed_fields(&mut self) {
         self.hash_input.clear();
-        let mut tags = Vec::with_capacity(self.signed.len() + 1);
+        self.tags.clear();
         for (index, name) in SIGNED_FIELDS.iter().enumerate() {
             for &(_, start, end) in self.signed.iter().rev().filter(|field| field.0 == index) {
                 let field = &self.header[start..end];
@@ -272,15 +288,14 @@ impl MessageSigner {
                     .unwrap_or(&field[colon + 1..]);
                 relaxed_header(&field[..colon], value, &mut self.hash_input);
                 self.hash_input.extend_from_slice(b"\r\n");
-                tags.push(*name);
+                self.tags.push(name);
             }
             if index == 0 {
                 // The oversigned From: it names a field that does not exist, which hashes as
                 // nothing and makes any added From fail verification.
-                tags.push(name);
+                self.tags.push(name);
             }
         }
-        tags
     }
 
     /// Signs the field written at `output[field_start..]` (ending in `b=`) and appends the
@@ -337,7 +352,7 @@ fn write_signature_field_without_b(
     out.extend_from_slice(b"; s=");
     out.extend_from_slice(domain_key.selector.as_bytes());
     out.extend_from_slice(b";\r\n\tt=");
-    out.extend_from_slice(unix_seconds.to_string().as_bytes());
+    let _ = write!(out, "{unix_seconds}"); // Writing into a Vec cannot fail.
     out.extend_from_slice(b"; h=");
     let mut column = "\tt=; h=".len() + 10;
     for (index, tag) in tags.iter().enumerate() {
@@ -390,11 +405,11 @@ fn next_line(header: &[u8], from: usize) -> usize {
     memchr::memchr(b'\n', &header[from..]).map_or(header.len(), |offset| from + offset + 1)
 }
 
-/// The domain of the single mailbox in a From value, in lowercase; `None` for a list of
-/// mailboxes, a group, or anything without a plain ASCII domain.
-fn from_domain(value: &[u8]) -> Option<String> {
+/// The domain of the single mailbox in a From value, as written; `None` for a list of
+/// mailboxes, a group, or anything without a plain ASCII domain. `plain` is scratch space.
+fn from_domain<'a>(value: &[u8], plain: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     // Drop quoted strings and comments, which may contain any of `<>@,` (RFC 5322 §3.2).
-    let mut plain = Vec::with_capacity(value.len());
+    plain.clear();
     let mut quoted = false;
     let mut comment_depth = 0usize;
     let mut escaped = false;
@@ -415,7 +430,7 @@ fn from_domain(value: &[u8]) -> Option<String> {
     if plain.contains(&b',') || plain.contains(&b';') {
         return None;
     }
-    let address = match memchr::memchr(b'<', &plain) {
+    let address = match memchr::memchr(b'<', plain) {
         Some(open) => {
             let close = memchr::memchr(b'>', &plain[open..])? + open;
             &plain[open + 1..close]
@@ -428,7 +443,7 @@ fn from_domain(value: &[u8]) -> Option<String> {
         && domain
             .iter()
             .all(|octet| octet.is_ascii_alphanumeric() || matches!(octet, b'-' | b'.'));
-    valid.then(|| String::from_utf8_lossy(domain).to_ascii_lowercase())
+    valid.then_some(domain)
 }
 
 #[cfg(test)]
@@ -437,8 +452,12 @@ mod tests {
 
     #[test]
     fn from_domains() {
-        let domain = |value: &str| from_domain(value.as_bytes());
-        assert_eq!(domain(" a@Example.COM"), Some("example.com".into()));
+        let domain = |value: &str| {
+            let mut plain = Vec::new();
+            from_domain(value.as_bytes(), &mut plain)
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+        };
+        assert_eq!(domain(" a@Example.COM"), Some("Example.COM".into()));
         assert_eq!(
             domain(" Alice <alice@example.com>"),
             Some("example.com".into())
@@ -523,6 +542,10 @@ mod tests {
         let mut signer = MessageSigner::new(ed25519_keys("example.com"));
         let twice = b"From: a@example.com\r\nFrom: b@example.com\r\n\r\nx\r\n";
         assert!(sign_in_pieces(&mut signer, twice, &[]).is_empty());
+        // Domains compare without regard to case; d= is the configured spelling.
+        let shouting = b"From: a@EXAMPLE.Com\r\n\r\nx\r\n";
+        let field = sign_in_pieces(&mut signer, shouting, &[]);
+        assert!(String::from_utf8_lossy(&field).contains("d=example.com;"));
         // A message without a body (no empty line) is still signed.
         let header_only = b"From: a@example.com\r\nSubject: s\r\n";
         assert!(!sign_in_pieces(&mut signer, header_only, &[]).is_empty());
