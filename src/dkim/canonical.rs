@@ -27,6 +27,49 @@ impl BodySink for Vec<u8> {
     }
 }
 
+/// Octets gathered before they go to the sink: canonical output comes in short pieces (a word,
+/// one space), and each digest update has a fixed cost that dominates on such pieces.
+const GATHER_BYTES: usize = 1024;
+
+/// Gathers the canonicalizer's short writes into blocks of up to `GATHER_BYTES` for `sink`.
+struct Gathered<'a, S: BodySink> {
+    sink: &'a mut S,
+    buffer: [u8; GATHER_BYTES],
+    length: usize,
+}
+
+impl<'a, S: BodySink> Gathered<'a, S> {
+    fn new(sink: &'a mut S) -> Gathered<'a, S> {
+        Gathered {
+            sink,
+            buffer: [0; GATHER_BYTES],
+            length: 0,
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.length > 0 {
+            self.sink.write(&self.buffer[..self.length]);
+            self.length = 0;
+        }
+    }
+}
+
+impl<S: BodySink> BodySink for Gathered<'_, S> {
+    fn write(&mut self, octets: &[u8]) {
+        if octets.len() > GATHER_BYTES - self.length {
+            self.flush();
+            if octets.len() > GATHER_BYTES / 2 {
+                // Long runs go straight through; copying them would only cost.
+                self.sink.write(octets);
+                return;
+            }
+        }
+        self.buffer[self.length..self.length + octets.len()].copy_from_slice(octets);
+        self.length += octets.len();
+    }
+}
+
 /// The relaxed body canonicalizer (RFC 6376 §3.4.4).
 ///
 /// Whitespace at the end of a line is dropped, every other run of SP and HTAB becomes one SP,
@@ -55,6 +98,12 @@ impl RelaxedBody {
 
     /// Canonicalizes the next piece of the body.
     pub fn feed(&mut self, input: &[u8], sink: &mut impl BodySink) {
+        let mut gathered = Gathered::new(sink);
+        self.feed_gathered(input, &mut gathered);
+        gathered.flush();
+    }
+
+    fn feed_gathered(&mut self, input: &[u8], sink: &mut impl BodySink) {
         let mut position = 0;
         while position < input.len() {
             if self.cr_pending {
@@ -69,7 +118,7 @@ impl RelaxedBody {
             }
 
             let rest = &input[position..];
-            let Some(special) = memchr::memchr3(b' ', b'\t', b'\r', rest) else {
+            let Some(special) = next_special(rest, self.whitespace_pending) else {
                 self.text(rest, sink);
                 return;
             };
@@ -124,6 +173,26 @@ impl RelaxedBody {
         } else {
             self.empty_lines_pending += 1;
         }
+    }
+}
+
+/// Where the next octet that canonicalization may change is in `input`: a CR, an HTAB, or an SP
+/// that is not a single space between two other octets. Single spaces between words are already
+/// canonical, so a whole line of ordinary text is one run, written at once. A space at the start
+/// continues whitespace still pending from before (`whitespace_pending`), so it is not single.
+fn next_special(input: &[u8], whitespace_pending: bool) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let at = from + memchr::memchr3(b' ', b'\t', b'\r', &input[from..])?;
+        let single_space = input[at] == b' '
+            && !(at == 0 && whitespace_pending)
+            && input
+                .get(at + 1)
+                .is_some_and(|next| !matches!(next, b' ' | b'\t' | b'\r'));
+        if !single_space {
+            return Some(at);
+        }
+        from = at + 1;
     }
 }
 
@@ -278,7 +347,8 @@ mod tests {
             body in body_octets(),
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
         ) {
-            let mut offsets: Vec<usize> = cuts.iter().map(|cut| cut.index(body.len() + 1)).collect();
+            let mut offsets: Vec<usize> =
+                cuts.iter().map(|cut| cut.index(body.len() + 1)).collect();
             offsets.sort_unstable();
             let mut out = Vec::new();
             let mut canonical = RelaxedBody::new();
