@@ -35,6 +35,11 @@ pub struct SigningKeys {
 }
 
 impl SigningKeys {
+    /// Keys already loaded (tests and fuzz targets; the relay uses [`SigningKeys::load`]).
+    pub fn new(keys: Vec<DomainKey>) -> SigningKeys {
+        SigningKeys { keys }
+    }
+
     /// Loads the key of every entry. Every bad key is reported, each as an error at
     /// `dkim[i].private_key` in `source` (the configuration file) naming the key file.
     pub fn load(source: &str, entries: &[DkimConfig]) -> Result<SigningKeys, ConfigErrors> {

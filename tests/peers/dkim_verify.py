@@ -27,7 +27,9 @@ def main():
         with open(path, "rb") as message_file:
             message = message_file.read()
         verifier = dkim.DKIM(message)
-        signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+        signatures = [
+            value for name, value in verifier.headers if name.lower() == b"dkim-signature"
+        ]
         results = []
         for index, value in enumerate(signatures):
             tags = re.sub(rb"\s+", b"", value)
