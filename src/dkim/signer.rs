@@ -7,7 +7,7 @@
 //! data it builds the `DKIM-Signature:` fields, relaxed/relaxed, with `t=`, every present field
 //! of [`SIGNED_FIELDS`] and From oversigned. A signer is reused for every message of a session,
 //! so its buffers are allocated once per session, not per message. No I/O, never blocks; RSA
-//! signing is the one costly step (about a millisecond of CPU per 2048-bit signature).
+//! signing is the one costly step (up to a millisecond of CPU per 2048-bit signature).
 
 use std::io::Write as _;
 use std::sync::Arc;

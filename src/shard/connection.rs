@@ -308,7 +308,7 @@ impl Driver {
     }
 
     /// Adds the DKIM signatures, if this message gets any, in front of the stored content.
-    // LIMITATION(L16): signing runs here, on the shard; an RSA signature holds it ~0.5 ms.
+    // LIMITATION(L16): signing runs here, on the shard; an RSA signature holds it up to ~1 ms.
     fn signed(&mut self, mut message: SpoolMessage) -> SpoolMessage {
         if let Some(signer) = self.signer.as_mut() {
             let signatures = signer.finish(unix_ms(SystemTime::now()) / 1000);
