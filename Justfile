@@ -13,11 +13,13 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Interoperability with clients we did not write (swaks, Python smtplib); installs them.
+# Interoperability with clients we did not write (swaks, Python smtplib, testssl.sh); installs
+# them.
 interop:
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends swaks python3
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends swaks python3 testssl.sh openssl
     cargo build --bin postern
     bash tests/interop/run.sh target/debug/postern
+    bash tests/interop/tls.sh target/debug/postern
 
 # Everything CI runs, in the same order.
 ci:

@@ -61,6 +61,16 @@ impl Fatal {
     }
 
     /// An error without a more specific class; the cause still names what failed.
+    /// Every problem of a configuration, one per line, and their count.
+    pub fn config(errors: &crate::config::ConfigErrors) -> Fatal {
+        let count = errors.errors.len();
+        Fatal::new(
+            ExitReason::ConfigInvalid,
+            format!("{errors}\n{count} configuration error(s)"),
+            "",
+        )
+    }
+
     pub fn internal(cause: impl Into<String>) -> Fatal {
         Fatal::new(
             ExitReason::Internal,

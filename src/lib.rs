@@ -19,3 +19,5 @@ pub mod shard;
 pub mod smtp;
 pub mod spool;
 pub mod time;
+pub mod tls;
+pub mod verification;

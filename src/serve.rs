@@ -14,12 +14,15 @@ use std::sync::Arc;
 use nix::sys::resource::{getrlimit, Resource};
 use tracing::info;
 
-use crate::config::{AuthMode, Config, TlsMode};
+use crate::config::{AuthMode, Config};
+use crate::control::reload::Reloadable;
 use crate::control::Control;
 use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
+use crate::tls::client::OutboundTlsConfigs;
+use crate::tls::InboundTls;
 
 /// Runs the relay until it is told to stop. `signing_keys` are the `[[dkim]]` keys, already
 /// loaded and checked (`SigningKeys::load`).
@@ -51,6 +54,16 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
         .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
     let config = Arc::new(config);
 
+    let tls = match &config.tls {
+        None => None,
+        Some(tls) => Some(Arc::new(
+            InboundTls::load(tls, &config.source).map_err(|errors| Fatal::config(&errors))?,
+        )),
+    };
+
+    let outbound_tls =
+        Arc::new(OutboundTlsConfigs::load(&config).map_err(|errors| Fatal::config(&errors))?);
+
     let mut bound = listener::bind_all(&config.listeners, &shard_cpus)?;
 
     let (control_link, shard_links) = link::links(shard_count);
@@ -59,7 +72,10 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
         control_link,
         config.server.shutdown_timeout,
         &config.dns,
+        &config.verification,
+        &config.server.hostname,
         admin_address,
+        Reloadable { tls: tls.clone() },
     )?;
 
     let specs = shard_links
@@ -73,6 +89,8 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
                 .map(|listener| listener.per_shard.remove(0))
                 .collect(),
             link,
+            tls: tls.clone(),
+            outbound_tls: Arc::clone(&outbound_tls),
             signing_keys: Arc::clone(&signing_keys),
         })
         .collect();
@@ -99,28 +117,15 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
 /// start is better than silently serving in clear text on a port meant for TLS.
 fn refuse_unbuilt_features(config: &Config) -> Result<(), Fatal> {
     for (index, listener) in config.listeners.iter().enumerate() {
-        // LIMITATION(L1): no TLS and no AUTH yet.
-        if listener.tls != TlsMode::None || listener.auth != AuthMode::None {
+        // LIMITATION(L1): no AUTH yet.
+        if listener.auth != AuthMode::None {
             return Err(Fatal::new(
                 ExitReason::ConfigInvalid,
                 format!(
-                    "{}: listener[{index}]: tls and auth are not available in this build yet",
+                    "{}: listener[{index}]: auth is not available in this build yet",
                     config.source
                 ),
-                "set tls = \"none\" and auth = \"none\" on that listener (docs/limitations.md, L1)",
-            ));
-        }
-    }
-    for (index, route) in config.routes.iter().enumerate() {
-        // LIMITATION(L2): outbound connections cannot be bound to a source address yet.
-        if route.source_address.is_some() {
-            return Err(Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!(
-                    "{}: route[{index}].source_address is not available in this build yet",
-                    config.source
-                ),
-                "remove source_address from that route (docs/limitations.md, L2)",
+                "set auth = \"none\" on that listener (docs/limitations.md, L1)",
             ));
         }
     }

@@ -15,7 +15,7 @@ mod common;
 
 use common::dns_server::DnsServer;
 use glommio::{LocalExecutorBuilder, Placement};
-use postern::config::DnsConfig;
+use postern::config::{DnsConfig, VerificationConfig};
 use postern::control::Control;
 use postern::shard::link::{self, ControlClient, DnsFailure, MxAnswer, MxHost};
 
@@ -66,8 +66,17 @@ where
     let runner = std::thread::spawn(move || {
         let (control_link, mut shard_links) = link::links(1);
         let dns = DnsConfig { servers };
-        let control = Control::start(control_link, Duration::from_secs(1), &dns, None)
-            .expect("start the control thread");
+        let verification = test_verification();
+        let control = Control::start(
+            control_link,
+            Duration::from_secs(1),
+            &dns,
+            &verification,
+            "relay.test",
+            None,
+            postern::control::reload::Reloadable::default(),
+        )
+        .expect("start the control thread");
         let client = shard_links.remove(0).control;
         let executor = LocalExecutorBuilder::new(Placement::Unbound)
             .make()
@@ -88,6 +97,16 @@ where
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
             panic!("the test did not finish within {TEST_PATIENCE:?}")
         }
+    }
+}
+
+/// Verification as the defaults have it; these tests never ask for it.
+fn test_verification() -> VerificationConfig {
+    VerificationConfig {
+        enabled: true,
+        authserv_id: "relay.test".to_owned(),
+        dmarc_reject: false,
+        timeout: Duration::from_secs(10),
     }
 }
 

@@ -146,11 +146,11 @@ pub fn main() -> ExitCode {
                 tracing::error!(cause = %fatal.cause, fix = %fatal.fix, "postern cannot run");
             })
         }),
-        Command::CheckConfig { config } => load(config.as_deref()).and_then(|config| {
-            load_signing_keys(&config)?;
-            println!("{}: configuration is valid", config.source);
-            Ok(())
-        }),
+        Command::CheckConfig { config } => load(config.as_deref())
+            .and_then(|config| check_material(&config).map(|()| config))
+            .map(|config| {
+                println!("{}: configuration is valid", config.source);
+            }),
         Command::Spool(SpoolCommand::Export {
             spool,
             output,
@@ -247,8 +247,18 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, Fatal> {
     loaded.map_err(config_fatal)
 }
 
+/// Reads the files the configuration names, as `serve` will: certificates, keys and CAs.
+fn check_material(config: &Config) -> Result<(), Fatal> {
+    if let Some(tls) = &config.tls {
+        crate::tls::InboundTls::load(tls, &config.source).map_err(config_fatal)?;
+    }
+    crate::tls::client::OutboundTlsConfigs::load(config).map_err(config_fatal)?;
+    load_signing_keys(config)?;
+    Ok(())
+}
+
 /// Reads every `[[dkim]]` key once, for all shards; a bad key is a configuration error.
-// LIMITATION(L16): only here, at start; there is no reload.
+// LIMITATION(L16): only here, at start; the SIGHUP reload does not re-read DKIM keys.
 fn load_signing_keys(config: &Config) -> Result<Arc<SigningKeys>, Fatal> {
     SigningKeys::load(&config.source, &config.dkim)
         .map(Arc::new)
@@ -256,10 +266,5 @@ fn load_signing_keys(config: &Config) -> Result<Arc<SigningKeys>, Fatal> {
 }
 
 fn config_fatal(errors: ConfigErrors) -> Fatal {
-    let count = errors.errors.len();
-    Fatal::new(
-        ExitReason::ConfigInvalid,
-        format!("{errors}\n{count} configuration error(s)"),
-        "",
-    )
+    Fatal::config(&errors)
 }

@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use super::error::Errors;
 use super::model::*;
 
-/// Duplicate addresses, TLS listeners without `[tls]`, and AUTH offered in clear text.
+/// Duplicate addresses, TLS listeners without `[tls]`, AUTH offered in clear text, and client
+/// certificates asked for without TLS or without a CA to check them against.
 ///
 /// `tls_section_written` tells a missing `[tls]` from one that is present but broken, which has
 /// been reported already and must not be reported again as missing.
@@ -18,6 +19,7 @@ pub(crate) fn listeners(
     errors: &mut Errors,
     listeners: &[(usize, ListenerConfig)],
     tls_section_written: bool,
+    tls: Option<&TlsConfig>,
 ) {
     let mut first_by_address: HashMap<SocketAddr, usize> = HashMap::new();
     for (index, listener) in listeners {
@@ -40,6 +42,21 @@ pub(crate) fn listeners(
                     listener.tls.as_str()
                 ),
             );
+        }
+
+        if listener.client_certificates {
+            if listener.tls == TlsMode::None {
+                errors.push(
+                    format!("listener[{index}].client_certificates"),
+                    "is true on a listener without TLS; set tls = \"starttls\" or \"implicit\"",
+                );
+            } else if tls.is_some_and(|tls| tls.client_ca.is_none()) {
+                errors.push(
+                    format!("listener[{index}].client_certificates"),
+                    "is true but [tls] has no client_ca to check client certificates against; \
+                     add tls.client_ca = \"/etc/postern/tls/clients-ca.pem\"",
+                );
+            }
         }
 
         // RFC 4954 §4: credentials must not cross an untrusted network in clear text. Loopback

@@ -31,7 +31,7 @@ pub use model::*;
 pub use names::domain_matches;
 pub use units::{parse_duration, parse_size_bytes};
 
-use error::Errors;
+pub(crate) use error::Errors;
 use sections::SystemHostname;
 use walk::Fields;
 
@@ -102,11 +102,18 @@ fn parse_with_hostname(
     let routes = sections::routes(&mut errors, fields.get("route"));
     let dkim = sections::dkim(&mut errors, fields.get("dkim"));
     let dns = sections::dns(&mut errors, fields.get("dns"));
+    let verification =
+        sections::verification(&mut errors, fields.get("verification"), &server.hostname);
     let delivery = sections::delivery(&mut errors, fields.get("delivery"));
     let admin = sections::admin(&mut errors, fields.get("admin"));
     let log = sections::log(&mut errors, fields.get("log"));
 
-    cross::listeners(&mut errors, &listeners, fields.get("tls").is_some());
+    cross::listeners(
+        &mut errors,
+        &listeners,
+        fields.get("tls").is_some(),
+        tls.as_ref(),
+    );
     cross::routes(&mut errors, &routes);
     cross::dkim(&mut errors, &dkim);
     cross::admin(&mut errors, admin.as_ref(), &listeners);
@@ -122,6 +129,7 @@ fn parse_with_hostname(
         routes: without_index(routes),
         dkim: without_index(dkim),
         dns,
+        verification,
         delivery,
         admin,
         log,
@@ -778,6 +786,41 @@ mod tests {
     }
 
     #[test]
+    fn verification_defaults_to_on_with_the_host_name_and_reports_errors() {
+        let config = parse_test(MINIMAL).unwrap();
+        let verification = &config.verification;
+        assert!(verification.enabled);
+        assert_eq!(verification.authserv_id, config.server.hostname);
+        assert!(!verification.dmarc_reject);
+        assert_eq!(verification.timeout, Duration::from_secs(10));
+
+        let text = format!(
+            "{MINIMAL}\n[verification]\nenabled = false\nauthserv_id = \"MX.Example.Net\"\n\
+             dmarc_reject = true\ntimeout = \"3s\"\n"
+        );
+        let verification = parse_test(&text).unwrap().verification;
+        assert!(!verification.enabled);
+        assert_eq!(verification.authserv_id, "mx.example.net");
+        assert!(verification.dmarc_reject);
+        assert_eq!(verification.timeout, Duration::from_secs(3));
+
+        let bad = format!(
+            "{MINIMAL}\n[verification]\nenabled = \"yes\"\nauthserv_id = \"not a name\"\n\
+             dmarc_reject = 1\ntimeout = \"5m\"\nspf = true\n"
+        );
+        assert_eq!(
+            error_keys(&bad),
+            [
+                "verification.spf",
+                "verification.enabled",
+                "verification.authserv_id",
+                "verification.dmarc_reject",
+                "verification.timeout",
+            ]
+        );
+    }
+
+    #[test]
     fn describe_shows_the_effective_values() {
         let config = parse_test(DEFAULT_TOML).unwrap();
 
@@ -786,13 +829,14 @@ mod tests {
             "source=test.toml server{hostname=relay.test spool=./postern-spool shards=auto \
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
              spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
-             listener[0]{address=127.0.0.1:2525 tls=none auth=none backlog=4096} \
+             listener[0]{address=127.0.0.1:2525 tls=none auth=none client_certificates=false backlog=4096} \
              relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \
              recipients_max=1000 bad_commands_max=20 greeting_delay=0s command_timeout=5m \
              data_timeout=3m bare_line_endings=reject} \
              route[0]{domains=[*] mx tls=opportunistic connections_max=10 \
              messages_per_connection_max=100 source_address=auto mx_port=25} dns{servers=[system]} \
+             verification{enabled=true authserv_id=relay.test dmarc_reject=false timeout=10s} \
              delivery{retry_schedule=[1m,5m,15m,30m,1h,2h,4h] max_age=5d delay_warning=off \
              received_max=100 connect_timeout=30s command_timeout=5m data_timeout=3m \
              data_done_timeout=10m idle_timeout=5s} admin{address=127.0.0.1:8025} \

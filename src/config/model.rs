@@ -29,6 +29,7 @@ pub struct Config {
     /// `[[dkim]]`; no two share a (domain, selector) pair.
     pub dkim: Vec<DkimConfig>,
     pub dns: DnsConfig,
+    pub verification: VerificationConfig,
     pub delivery: DeliveryConfig,
     pub admin: Option<AdminConfig>,
     pub log: LogConfig,
@@ -64,6 +65,9 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: TlsMode,
     pub auth: AuthMode,
+    /// Ask TLS clients for a certificate issued by `tls.client_ca`; a client that presents a
+    /// valid one may relay as if it were in `relay.allow_networks`.
+    pub client_certificates: bool,
     /// Length of the kernel accept queue handed to `listen(2)`.
     pub backlog: u32,
 }
@@ -84,9 +88,25 @@ pub enum AuthMode {
     Required,
 }
 
-/// `[tls]`: the server certificate shared by every TLS listener.
+/// `[tls]`: the certificates every TLS listener serves, and who may present a client
+/// certificate. The files are read at start and again on reload (SIGHUP or the admin API).
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
+    /// Served when the client names no host, or one no `[[tls.sni]]` entry covers.
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    /// CA certificates whose client certificates make a client a trusted relay, on listeners
+    /// with `client_certificates = true`.
+    pub client_ca: Option<PathBuf>,
+    /// Certificates chosen by the name the client asks for (SNI), in file order.
+    pub sni: Vec<SniCertificate>,
+}
+
+/// `[[tls.sni]]`: a certificate for some host names.
+#[derive(Debug, Clone)]
+pub struct SniCertificate {
+    /// Lowercase names, exact (`mx.example.org`) or one-label wildcards (`*.example.org`).
+    pub names: Vec<String>,
     pub certificate: PathBuf,
     pub private_key: PathBuf,
 }
@@ -131,6 +151,9 @@ pub struct RouteConfig {
     pub domains: Vec<String>,
     pub target: RouteTarget,
     pub tls: OutboundTls,
+    /// CA certificates (PEM) that `tls = "required"` verifies next hops against; the system's
+    /// CA bundle when absent.
+    pub tls_ca_file: Option<std::path::PathBuf>,
     /// Simultaneous connections per shard to one destination of this route.
     pub connections_max: usize,
     /// Messages sent over one connection before it is closed and a fresh one opened.
@@ -152,9 +175,11 @@ pub enum RouteTarget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboundTls {
     None,
-    /// Use STARTTLS when offered, without certificate verification, and fall back to plain text.
+    /// Use STARTTLS when offered, without certificate verification (RFC 7435), and deliver in
+    /// clear text when it is not offered or its handshake fails.
     Opportunistic,
-    /// Refuse to deliver without TLS and a verified certificate.
+    /// Deliver only over TLS with a certificate that verifies for the host name; defer
+    /// otherwise, never falling back to clear text.
     Required,
 }
 
@@ -177,6 +202,19 @@ pub enum DkimAlgorithm {
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
     pub servers: Vec<SocketAddr>,
+}
+
+/// `[verification]`: SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) checks of mail from
+/// clients that are neither in `allow_networks` nor authenticated.
+#[derive(Debug, Clone)]
+pub struct VerificationConfig {
+    pub enabled: bool,
+    /// The name that marks our `Authentication-Results:` fields (RFC 8601 §2.5), lowercase.
+    pub authserv_id: String,
+    /// Refuse with `550 5.7.1` a message whose DMARC result is `fail` under `p=reject`.
+    pub dmarc_reject: bool,
+    /// Longest the end-of-data reply waits for the checks; then they read `temperror`.
+    pub timeout: Duration,
 }
 
 /// `[delivery]`: the retry schedule, loop protection and the outbound SMTP timeouts.
@@ -300,17 +338,33 @@ impl Config {
         for (index, listener) in self.listeners.iter().enumerate() {
             write!(
                 out,
-                " listener[{index}]{{address={} tls={} auth={} backlog={}}}",
-                listener.address, listener.tls, listener.auth, listener.backlog
+                " listener[{index}]{{address={} tls={} auth={} client_certificates={} backlog={}}}",
+                listener.address,
+                listener.tls,
+                listener.auth,
+                listener.client_certificates,
+                listener.backlog
             )?;
         }
         if let Some(tls) = &self.tls {
             write!(
                 out,
-                " tls{{certificate={} private_key={}}}",
+                " tls{{certificate={} private_key={}",
                 tls.certificate.display(),
                 tls.private_key.display()
             )?;
+            if let Some(client_ca) = &tls.client_ca {
+                write!(out, " client_ca={}", client_ca.display())?;
+            }
+            for sni in &tls.sni {
+                write!(
+                    out,
+                    " sni{{names=[{}] certificate={}}}",
+                    sni.names.join(","),
+                    sni.certificate.display()
+                )?;
+            }
+            out.write_str("}")?;
         }
 
         write!(
@@ -373,6 +427,16 @@ impl Config {
             join(&self.dns.servers)
         };
         write!(out, " dns{{servers=[{dns}]}}")?;
+
+        let verification = &self.verification;
+        write!(
+            out,
+            " verification{{enabled={} authserv_id={} dmarc_reject={} timeout={}}}",
+            verification.enabled,
+            verification.authserv_id,
+            verification.dmarc_reject,
+            format_duration(verification.timeout),
+        )?;
 
         let delivery = &self.delivery;
         let schedule: Vec<String> = delivery

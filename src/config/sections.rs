@@ -24,7 +24,17 @@ use super::walk::{
 };
 
 pub(crate) const ROOT_KEYS: &[&str] = &[
-    "server", "listener", "tls", "relay", "smtp", "route", "dkim", "dns", "delivery", "admin",
+    "server",
+    "listener",
+    "tls",
+    "relay",
+    "smtp",
+    "route",
+    "dkim",
+    "dns",
+    "verification",
+    "delivery",
+    "admin",
     "log",
 ];
 const SERVER_KEYS: &[&str] = &[
@@ -39,8 +49,9 @@ const SERVER_KEYS: &[&str] = &[
     "spool_keys",
     "spool_key",
 ];
-const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "backlog"];
-const TLS_KEYS: &[&str] = &["certificate", "private_key"];
+const LISTENER_KEYS: &[&str] = &["address", "tls", "auth", "client_certificates", "backlog"];
+const TLS_KEYS: &[&str] = &["certificate", "private_key", "client_ca", "sni"];
+const SNI_KEYS: &[&str] = &["names", "certificate", "private_key"];
 const RELAY_KEYS: &[&str] = &["allow_networks", "local_domains"];
 const SMTP_KEYS: &[&str] = &[
     "message_size_max",
@@ -58,6 +69,7 @@ const ROUTE_KEYS: &[&str] = &[
     "smarthost",
     "mx",
     "tls",
+    "tls_ca_file",
     "connections_max",
     "messages_per_connection_max",
     "source_address",
@@ -76,6 +88,7 @@ const DELIVERY_KEYS: &[&str] = &[
 ];
 const DKIM_KEYS: &[&str] = &["domain", "selector", "algorithm", "private_key"];
 const DNS_KEYS: &[&str] = &["servers"];
+const VERIFICATION_KEYS: &[&str] = &["enabled", "authserv_id", "dmarc_reject", "timeout"];
 const ADMIN_KEYS: &[&str] = &["address"];
 const LOG_KEYS: &[&str] = &["level", "format"];
 
@@ -112,6 +125,10 @@ const CONNECTIONS_PER_DESTINATION_MAX: i64 = 1000;
 /// Default retry delays in seconds, in the spirit of RFC 5321 §4.5.4.1 (first retry within
 /// minutes, then backing off): 1m, 5m, 15m, 30m, 1h, 2h, then every 4h.
 const DEFAULT_RETRY_SCHEDULE: &[u64] = &[60, 300, 900, 1800, 3600, 7200, 14_400];
+/// Verification waits on DNS at the end of data, while the client waits for its reply; RFC 5321
+/// §4.5.3.2.6 gives the client 10 minutes for that reply, and a DNS query that has not answered
+/// in a minute will not.
+const VERIFICATION_TIMEOUT_CEILING: Duration = Duration::from_secs(60);
 const RETRY_DELAY_FLOOR: Duration = Duration::from_secs(1);
 const RETRY_DELAY_CEILING: Duration = Duration::from_secs(86_400);
 
@@ -211,6 +228,7 @@ pub(crate) fn listeners(
         );
         let tls = fields.optional(errors, "tls", TlsMode::None, one_of(TlsMode::ALL));
         let auth = fields.optional(errors, "auth", AuthMode::None, one_of(AuthMode::ALL));
+        let client_certificates = fields.optional(errors, "client_certificates", false, boolean);
         let backlog = fields.optional(errors, "backlog", 4096, integer_in(1, 65_535));
         if let Some(address) = address {
             listeners.push((
@@ -219,6 +237,7 @@ pub(crate) fn listeners(
                     address,
                     tls,
                     auth,
+                    client_certificates,
                     backlog,
                 },
             ));
@@ -232,10 +251,51 @@ pub(crate) fn tls(errors: &mut Errors, value: Option<&Value>) -> Option<TlsConfi
     let fields = Fields::new(errors, "tls", table, TLS_KEYS);
     let certificate = fields.required(errors, "certificate", "a PEM file path", readable_file);
     let private_key = fields.required(errors, "private_key", "a PEM file path", readable_file);
+    let client_ca = fields.optional(errors, "client_ca", None, |errors, key, value| {
+        readable_file(errors, key, value).map(Some)
+    });
+    let sni = fields
+        .get("sni")
+        .map_or_else(Vec::new, |value| sni_certificates(errors, value));
     Some(TlsConfig {
         certificate: certificate?,
         private_key: private_key?,
+        client_ca,
+        sni,
     })
+}
+
+fn sni_certificates(errors: &mut Errors, value: &Value) -> Vec<SniCertificate> {
+    let mut certificates = Vec::new();
+    for (path, table) in tables_of(errors, "tls.sni", value) {
+        let fields = Fields::new(errors, path, table, SNI_KEYS);
+        let names = fields.required(
+            errors,
+            "names",
+            "host names such as [\"mx.example.org\", \"*.example.org\"]",
+            array_of(|text| names::domain_pattern(text, false)),
+        );
+        let certificate = fields.required(errors, "certificate", "a PEM file path", readable_file);
+        let private_key = fields.required(errors, "private_key", "a PEM file path", readable_file);
+        if let Some(names) = &names {
+            if names.is_empty() {
+                errors.push(
+                    fields.key("names"),
+                    "empty; list the host names this certificate is for",
+                );
+            }
+        }
+        if let (Some(names), Some(certificate), Some(private_key)) =
+            (names, certificate, private_key)
+        {
+            certificates.push(SniCertificate {
+                names,
+                certificate,
+                private_key,
+            });
+        }
+    }
+    certificates
 }
 
 pub(crate) fn relay(errors: &mut Errors, value: Option<&Value>) -> RelayConfig {
@@ -353,6 +413,9 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
             OutboundTls::Opportunistic,
             one_of(OutboundTls::ALL),
         );
+        let tls_ca_file = fields.optional(errors, "tls_ca_file", None, |errors, key, value| {
+            readable_file(errors, key, value).map(Some)
+        });
         let connections_max = fields.optional(
             errors,
             "connections_max",
@@ -376,6 +439,7 @@ pub(crate) fn routes(errors: &mut Errors, value: Option<&Value>) -> Vec<(usize, 
                     domains,
                     target,
                     tls,
+                    tls_ca_file,
                     connections_max,
                     messages_per_connection_max,
                     source_address,
@@ -435,6 +499,33 @@ pub(crate) fn dns(errors: &mut Errors, value: Option<&Value>) -> DnsConfig {
             "servers",
             Vec::new(),
             array_of(|text| names::socket_address(text, Some(53))),
+        ),
+    }
+}
+
+/// `[verification]`: SPF, DKIM and DMARC checks of mail from untrusted clients. The authserv-id
+/// defaults to the server's host name (RFC 8601 §2.5 asks for a name the operator controls).
+pub(crate) fn verification(
+    errors: &mut Errors,
+    value: Option<&Value>,
+    server_hostname: &str,
+) -> VerificationConfig {
+    let empty = Table::new();
+    let fields = section(errors, "verification", value, &empty, VERIFICATION_KEYS);
+    VerificationConfig {
+        enabled: fields.optional(errors, "enabled", true, boolean),
+        authserv_id: fields.optional(
+            errors,
+            "authserv_id",
+            server_hostname.to_ascii_lowercase(),
+            checked(names::domain),
+        ),
+        dmarc_reject: fields.optional(errors, "dmarc_reject", false, boolean),
+        timeout: fields.optional(
+            errors,
+            "timeout",
+            Duration::from_secs(10),
+            duration_in(TIMEOUT_FLOOR, VERIFICATION_TIMEOUT_CEILING),
         ),
     }
 }

@@ -11,6 +11,7 @@
 //! | `POST /queue/flush` | try every deferred message now |
 //! | `POST /queue/requeue` or `/queue/ID/requeue` | route afresh, try now, lift pauses |
 //! | `POST /queue/ID/hold`, `/release`, `/delete` | hold, release or delete one message |
+//! | `POST /reload` | re-read the TLS certificates, as SIGHUP does |
 //!
 //! The owning shard of one message is read from its queue id; requests about all messages go
 //! to every shard and the answers are merged. Each request is bounded: its size, the time to
@@ -18,6 +19,7 @@
 //! (the CLI sends the user name) and the client address, for the audit log.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -25,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
+use super::reload::Reloadable;
 use crate::shard::link::{AdminReply, AdminRequest, QueueEntry, ShardCommand, ShardMetrics};
 
 /// Largest request accepted: a request line and a few headers; there is never a body.
@@ -35,7 +38,11 @@ const READ_PATIENCE: Duration = Duration::from_secs(5);
 const SHARD_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Serves the admin API until the listener fails; each connection in its own task.
-pub async fn serve(listener: TcpListener, shards: Vec<flume::Sender<ShardCommand>>) {
+pub async fn serve(
+    listener: TcpListener,
+    shards: Vec<flume::Sender<ShardCommand>>,
+    reloadable: Arc<Reloadable>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -46,8 +53,9 @@ pub async fn serve(listener: TcpListener, shards: Vec<flume::Sender<ShardCommand
             }
         };
         let shards = shards.clone();
+        let reloadable = Arc::clone(&reloadable);
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, peer, &shards).await {
+            if let Err(error) = connection(stream, peer, &shards, &reloadable).await {
                 debug!(%peer, %error, "admin API connection ended with an error");
             }
         });
@@ -58,6 +66,7 @@ async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     shards: &[flume::Sender<ShardCommand>],
+    reloadable: &Reloadable,
 ) -> std::io::Result<()> {
     let request = match tokio::time::timeout(READ_PATIENCE, read_request(&mut stream)).await {
         Ok(Ok(Some(request))) => request,
@@ -66,6 +75,13 @@ async fn connection(
         Err(_) => return respond(&mut stream, 408, &json!({"error": "request timeout"})).await,
     };
     let actor = format!("{}@{peer}", request.actor.as_deref().unwrap_or("unknown"));
+
+    if (request.method.as_str(), request.path.as_str()) == ("POST", "/reload") {
+        info!(%actor, "admin API request: reload");
+        let report = reloadable.reload(&actor);
+        let status = if report.ok { 200 } else { 422 };
+        return respond(&mut stream, status, &report.details).await;
+    }
 
     let Some((admin, target)) = route(&request.method, &request.path, &actor) else {
         let body =
@@ -242,7 +258,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
         })
         .collect();
     type Read = fn(&ShardMetrics) -> u64;
-    let families: [(&str, &str, &str, Read); 14] = [
+    let families: [(&str, &str, &str, Read); 16] = [
         (
             "sessions_accepted_total",
             "counter",
@@ -260,6 +276,18 @@ fn render_metrics(replies: &[AdminReply]) -> String {
             "counter",
             "Clients that talked before the greeting.",
             |m| m.early_talkers,
+        ),
+        (
+            "tls_handshakes_total",
+            "counter",
+            "Inbound TLS handshakes completed (implicit TLS and STARTTLS).",
+            |m| m.tls_handshakes,
+        ),
+        (
+            "tls_handshake_failures_total",
+            "counter",
+            "Inbound TLS handshakes that failed or timed out; the session was closed.",
+            |m| m.tls_handshake_failures,
         ),
         ("sessions_active", "gauge", "SMTP sessions open now.", |m| {
             m.sessions_active

@@ -95,6 +95,11 @@ impl Dns {
         })
     }
 
+    /// The resolver itself, for the verifier that asks the same servers (see `verify`).
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
     /// Answers `resolve_mx` on its own task; the answer goes to `reply` by `deadline`.
     pub fn spawn_resolve_mx(
         &self,

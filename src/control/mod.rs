@@ -1,27 +1,36 @@
 //! The control thread: one OS thread running a small current-thread tokio runtime.
 //!
-//! It owns what is not on the hot path and what only exists for tokio: signal handling and the
-//! admin API and the DNS resolver (`dns`) today; metrics and message authentication as they
-//! arrive. Shards reach it only through the channels in `shard::link`. Requests that wait on the
-//! network run as their own tasks, so one slow lookup never delays a ping or a signal. It must
-//! never be needed to accept or store a message, so a slow control thread can delay
-//! administration and delivery but never acceptance.
+//! It owns what is not on the hot path and what only exists for tokio: signal handling, the
+//! admin API, the DNS resolver (`dns`), inbound message verification (`verify`, which asks
+//! the DNS through that same resolver), reloads (`reload`) and outbound connections bound to a
+//! source address (`connect`). Shards reach it only
+//! through the channels in `shard::link`. Requests that wait on the network run as their own
+//! tasks, so one slow lookup never delays a ping or a signal. It must never be needed to accept
+//! or store a message: a shard waits for a verification verdict at most the configured timeout
+//! and then accepts with `temperror`, so a slow control thread can delay administration,
+//! delivery and the end-of-data reply, but never refuse mail.
 
+mod connect;
 pub mod dns;
+pub mod reload;
+pub mod verify;
 
 mod admin;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
-use crate::config::DnsConfig;
+use crate::config::{DnsConfig, VerificationConfig};
 use crate::fatal::Fatal;
 use crate::shard::link::{ControlLink, ControlReply, ControlRequest, ShardCommand};
 use dns::Dns;
+use reload::Reloadable;
+use verify::Verifier;
 
 /// A running control thread.
 pub struct Control {
@@ -31,13 +40,18 @@ pub struct Control {
 
 impl Control {
     /// Starts the control thread. SIGTERM or SIGINT asks every shard to shut down within
-    /// `shutdown_timeout`; a second signal shortens the deadline to now. DNS questions are
-    /// answered with the resolvers of `dns_config`; the admin API listens on `admin_address`.
+    /// `shutdown_timeout`; a second signal shortens the deadline to now; SIGHUP reloads what
+    /// `reloadable` holds. DNS questions are answered with the resolvers of `dns_config`, and
+    /// inbound mail is verified through them as `verification` says, with `hostname` as the
+    /// receiving domain; the admin API listens on `admin_address`.
     pub fn start(
         link: ControlLink,
         shutdown_timeout: Duration,
         dns_config: &DnsConfig,
+        verification: &VerificationConfig,
+        hostname: &str,
         admin_address: Option<SocketAddr>,
+        reloadable: Reloadable,
     ) -> Result<Control, Fatal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -51,6 +65,7 @@ impl Control {
         // arriving during start-up is not lost to the default action.
         let signals = runtime.block_on(async { Signals::install() })?;
         let dns = runtime.block_on(async { Dns::new(dns_config) })?;
+        let verifier = Verifier::new(&dns, verification, hostname);
 
         // Bound here, before any shard starts, so a taken port stops start-up with its fix.
         let admin_listener = match admin_address {
@@ -74,11 +89,17 @@ impl Control {
         let thread = std::thread::Builder::new()
             .name("postern-control".into())
             .spawn(move || {
+                let reloadable = Arc::new(reloadable);
                 if let Some(listener) = admin_listener {
                     let shards = link.shards.clone();
-                    runtime.spawn(admin::serve(listener, shards));
+                    runtime.spawn(admin::serve(listener, shards, Arc::clone(&reloadable)));
                 }
-                runtime.block_on(run(link, signals, dns, shutdown_timeout, stop_rx));
+                let services = Services {
+                    dns,
+                    verifier,
+                    reloadable,
+                };
+                runtime.block_on(run(link, signals, services, shutdown_timeout, stop_rx));
             })
             .map_err(|error| {
                 Fatal::internal(format!("cannot start the control thread: {error}"))
@@ -102,6 +123,13 @@ impl Control {
 struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum SignalRequest {
+    Shutdown(&'static str),
+    Reload,
 }
 
 impl Signals {
@@ -114,21 +142,30 @@ impl Signals {
         Ok(Signals {
             terminate: install(SignalKind::terminate())?,
             interrupt: install(SignalKind::interrupt())?,
+            hangup: install(SignalKind::hangup())?,
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    async fn next(&mut self) -> SignalRequest {
         tokio::select! {
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => SignalRequest::Shutdown("SIGTERM"),
+            _ = self.interrupt.recv() => SignalRequest::Shutdown("SIGINT"),
+            _ = self.hangup.recv() => SignalRequest::Reload,
         }
     }
+}
+
+/// What the control thread answers shard requests with.
+struct Services {
+    dns: Dns,
+    verifier: Verifier,
+    reloadable: Arc<Reloadable>,
 }
 
 async fn run(
     link: ControlLink,
     mut signals: Signals,
-    dns: Dns,
+    services: Services,
     shutdown_timeout: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -136,10 +173,18 @@ async fn run(
     loop {
         tokio::select! {
             request = link.requests.recv_async() => match request {
-                Ok(request) => answer(&dns, request),
+                Ok(request) => answer(&services, request),
                 Err(_) => break,
             },
-            name = signals.next() => {
+            request = signals.next() => {
+                let name = match request {
+                    SignalRequest::Reload => {
+                        info!(signal = "SIGHUP", "reloading");
+                        services.reloadable.reload("SIGHUP");
+                        continue;
+                    }
+                    SignalRequest::Shutdown(name) => name,
+                };
                 let deadline = if shutdown_requested {
                     info!(signal = name, "second signal: sessions are closed now");
                     Instant::now()
@@ -160,7 +205,8 @@ async fn run(
 }
 
 /// Answers at once what needs no waiting, and hands the rest to tasks of their own.
-fn answer(dns: &Dns, request: ControlRequest) {
+fn answer(services: &Services, request: ControlRequest) {
+    let dns = &services.dns;
     match request {
         ControlRequest::Ping { shard, reply } => {
             tracing::trace!(shard, "ping from shard");
@@ -176,6 +222,26 @@ fn answer(dns: &Dns, request: ControlRequest) {
             deadline,
             reply,
         } => dns.spawn_resolve_host(name, deadline, reply),
+        ControlRequest::ConnectFrom {
+            source,
+            address,
+            deadline,
+            reply,
+        } => connect::spawn_connect_from(source, address, deadline, reply),
+        ControlRequest::VerifySpf {
+            identities,
+            deadline,
+            reply,
+        } => services.verifier.spawn_spf(identities, deadline, reply),
+        ControlRequest::VerifyMessage {
+            identities,
+            message,
+            spf,
+            deadline,
+            reply,
+        } => services
+            .verifier
+            .spawn_message(identities, message, spf, deadline, reply),
     }
 }
 

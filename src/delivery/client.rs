@@ -3,8 +3,10 @@
 //! It speaks RFC 5321 with the extensions delivery relies on: EHLO with a HELO fallback,
 //! PIPELINING (RFC 2920: the whole envelope, and DATA, in one write), SIZE (RFC 1870), 8BITMIME
 //! (RFC 6152), SMTPUTF8 (RFC 6531), CHUNKING (RFC 3030: BDAT spares the dot-stuffing copy) and
-//! DSN (RFC 3461: NOTIFY, ORCPT, RET and ENVID passed on). Every wait has the timeout of its
-//! phase (RFC 5321 §4.5.3.2). A connection is reused for the next message with RSET.
+//! DSN (RFC 3461: NOTIFY, ORCPT, RET and ENVID passed on), and STARTTLS (RFC 3207: the caller
+//! runs the handshake on the stream between `request_tls` and `hello_again`). Every wait has
+//! the timeout of its phase (RFC 5321 §4.5.3.2). A connection is reused for the next message
+//! with RSET.
 //!
 //! The result of a transaction is a verdict per recipient. Anything that breaks the session
 //! (a timeout, a reset, a garbled reply) is a `SessionError`: the caller defers whatever was not
@@ -46,6 +48,7 @@ pub enum Stage {
     Greeting,
     Ehlo,
     Helo,
+    StartTls,
     Rset,
     Mail,
     Rcpt,
@@ -61,6 +64,7 @@ impl fmt::Display for Stage {
             Stage::Greeting => "the greeting",
             Stage::Ehlo => "EHLO",
             Stage::Helo => "HELO",
+            Stage::StartTls => "STARTTLS",
             Stage::Rset => "RSET",
             Stage::Mail => "MAIL FROM",
             Stage::Rcpt => "RCPT TO",
@@ -177,6 +181,8 @@ pub struct Client<S, T> {
     extensions: Extensions,
     /// A transaction already ran on this connection, so the next one starts with RSET.
     reused: bool,
+    /// Our name in EHLO, kept to introduce us again after STARTTLS.
+    helo_name: String,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin, T: Timer> Client<S, T> {
@@ -195,6 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, T: Timer> Client<S, T> {
             start: 0,
             extensions: Extensions::default(),
             reused: false,
+            helo_name: helo_name.to_owned(),
         };
 
         let greeting = client.reply(Stage::Greeting, timeouts.command).await?;
@@ -236,6 +243,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin, T: Timer> Client<S, T> {
 
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
+    }
+
+    /// Sends STARTTLS and waits for its `220`. After it, the caller runs the TLS handshake on
+    /// `stream_mut()` and then calls `hello_again`. Replies the next hop sent before the
+    /// handshake are thrown away unread (RFC 3207 §4.2): nothing said in clear is trusted.
+    pub async fn request_tls(&mut self) -> Result<(), SessionError> {
+        self.write(b"STARTTLS\r\n", Stage::StartTls).await?;
+        let reply = self.reply(Stage::StartTls, self.timeouts.command).await?;
+        if reply.code != 220 {
+            return Err(SessionError::Refused {
+                stage: Stage::StartTls,
+                reply,
+            });
+        }
+        self.buffer.clear();
+        self.start = 0;
+        Ok(())
+    }
+
+    /// The stream under the session, for the TLS handshake after `request_tls`.
+    pub fn stream_mut(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// EHLO again once TLS is up: the extensions offered in clear are forgotten, and those
+    /// offered over TLS replace them (RFC 3207 §4.2).
+    pub async fn hello_again(&mut self) -> Result<(), SessionError> {
+        self.extensions = Extensions::default();
+        let ehlo = format!("EHLO {}\r\n", self.helo_name);
+        self.write(ehlo.as_bytes(), Stage::Ehlo).await?;
+        let reply = self.reply(Stage::Ehlo, self.timeouts.command).await?;
+        if !reply.is_positive() {
+            return Err(SessionError::Refused {
+                stage: Stage::Ehlo,
+                reply,
+            });
+        }
+        self.extensions = Extensions::from_ehlo(&reply);
+        Ok(())
     }
 
     /// Sends one message and returns a verdict for each of its recipients, in the order given.

@@ -86,6 +86,7 @@ mod tests {
             domains: domains.iter().map(|d| d.to_string()).collect(),
             target,
             tls: OutboundTls::None,
+            tls_ca_file: None,
             connections_max: 1,
             messages_per_connection_max: 1,
             source_address: None,

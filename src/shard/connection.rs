@@ -3,12 +3,15 @@
 //! All protocol decisions live in `smtp::Session`; this loop only moves bytes: it reads with the
 //! timeout of the session's current phase (RFC 5321 §4.5.3.2), feeds the session, streams body
 //! bytes into the store, waits for durability before the session may say `250`, and writes the
-//! replies once the input is drained, which is what makes pipelining cheap. It never blocks the
-//! shard: every wait is an io_uring operation or a timer, and every wait is bounded.
+//! replies once the input is drained, which is what makes pipelining cheap. It also runs the TLS
+//! handshakes, at accept on implicit-TLS listeners and when the session asks after STARTTLS.
+//! Mail from untrusted clients also passes through `verification` on its way to the store. It
+//! never blocks the shard: every wait is an io_uring operation, a timer or a bounded wait for
+//! the control thread.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,7 +24,10 @@ use tracing::{debug, info, warn};
 
 use super::message::SpoolMessage;
 use super::spool::SpoolFailure;
+use super::stream::{tls_details, SessionStream, TlsDetails};
+use super::verification::MessageVerification;
 use super::ShardContext;
+use crate::config::{ListenerConfig, TlsMode};
 use crate::dkim::MessageSigner;
 use crate::smtp::{Event, Session, SessionParams, StoreOutcome};
 use crate::time::{rfc5322_date, unix_ms};
@@ -87,6 +93,14 @@ enum Ending {
     IoError,
 }
 
+/// What the driver does after feeding one read through the session.
+enum Flow {
+    Continue,
+    Close,
+    /// The session said `220` to STARTTLS: hand the socket to a TLS handshake.
+    StartTls,
+}
+
 /// What one wait for input produced.
 enum Input {
     Bytes(usize),
@@ -97,7 +111,12 @@ enum Input {
 }
 
 /// Runs one session to its end. Errors are logged here; the caller only counts.
-pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, session_id: u64) {
+pub(crate) async fn serve(
+    stream: TcpStream,
+    context: Rc<ShardContext>,
+    session_id: u64,
+    listener: Rc<ListenerConfig>,
+) {
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(peer), Ok(local)) => (peer, local),
         _ => return, // The client left between accept and here.
@@ -107,16 +126,20 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
     let signer = (!context.signing_keys.is_empty())
         .then(|| MessageSigner::new(Arc::clone(&context.signing_keys)));
     let mut driver = Driver {
-        session: Session::new(session_params(&context, peer, local)),
+        session: Session::new(session_params(&context, &listener, peer, local)),
         signer,
         context,
+        listener,
         message: None,
+        verification: None,
         queue_id: String::new(),
         messages_accepted: 0,
+        tls: None,
     };
+    let mut stream = SessionStream::Plain(stream);
     let ending = driver.run(&mut stream).await;
     if matches!(ending, Ending::Closed | Ending::TimedOut | Ending::ShutDown) {
-        discard_unread_input(&stream);
+        driver.close(&mut stream).await;
     }
 
     if let Some(message) = driver.message.take() {
@@ -130,7 +153,13 @@ pub(crate) async fn serve(mut stream: TcpStream, context: Rc<ShardContext>, sess
     );
 }
 
-fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -> SessionParams {
+fn session_params(
+    context: &ShardContext,
+    listener: &ListenerConfig,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> SessionParams {
+    let tls_configured = context.tls.is_some();
     SessionParams {
         hostname: Arc::clone(&context.hostname),
         peer,
@@ -138,7 +167,7 @@ fn session_params(context: &ShardContext, peer: SocketAddr, local: SocketAddr) -
         limits: context.limits.clone(),
         relay_allowed: context.relay_allowed(peer.ip()),
         local_domains: context.local_domains.clone(),
-        starttls_available: false,
+        starttls_available: tls_configured && listener.tls == TlsMode::StartTls,
         tls_active: false,
     }
 }
@@ -148,14 +177,25 @@ struct Driver {
     /// Present when DKIM keys are configured; it signs only messages the session may sign.
     signer: Option<MessageSigner>,
     context: Rc<ShardContext>,
+    listener: Rc<ListenerConfig>,
     message: Option<SpoolMessage>,
+    /// The checks of the current message, for an untrusted client with verification on.
+    verification: Option<MessageVerification>,
     queue_id: String,
     messages_accepted: u64,
+    /// Set once the session is encrypted.
+    tls: Option<TlsDetails>,
 }
 
 impl Driver {
-    async fn run(&mut self, stream: &mut TcpStream) -> Ending {
-        if self.client_talked_first(stream).await {
+    async fn run(&mut self, stream: &mut SessionStream) -> Ending {
+        if self.listener.tls == TlsMode::Implicit {
+            // RFC 8314 §3.3: the client speaks first, with its ClientHello, so there is no
+            // early talker to catch; the greeting follows the handshake.
+            if let Err(ending) = self.handshake(stream).await {
+                return ending;
+            }
+        } else if self.client_talked_first(stream).await {
             self.session.refuse_early_talker();
             self.context
                 .counters
@@ -192,10 +232,22 @@ impl Driver {
             };
 
             match self.process(&input[..length], &mut body).await {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => {
                     let _ = self.flush(stream).await;
                     return Ending::Closed;
+                }
+                Ok(Flow::StartTls) => {
+                    // The 220 goes out in clear; whatever the client pipelined after STARTTLS
+                    // was left unread in `input` and is dropped with it (RFC 3207 §4.2), so no
+                    // plaintext command can be smuggled into the encrypted session.
+                    if self.flush(stream).await.is_err() {
+                        return Ending::IoError;
+                    }
+                    if let Err(ending) = self.handshake(stream).await {
+                        return ending;
+                    }
+                    continue;
                 }
                 Err(error) => {
                     debug!(%error, "session input failed");
@@ -210,8 +262,7 @@ impl Driver {
     }
 
     /// Feeds one read's worth of input through the session, acting on each event in order.
-    /// Returns false when the session wants the connection closed.
-    async fn process(&mut self, input: &[u8], body: &mut Vec<u8>) -> io::Result<bool> {
+    async fn process(&mut self, input: &[u8], body: &mut Vec<u8>) -> io::Result<Flow> {
         self.session
             .set_storage_full(self.context.queue.storage_full());
         let mut position = 0;
@@ -219,26 +270,25 @@ impl Driver {
             let (consumed, event) = self.session.feed(&input[position..], body);
             position += consumed;
             if !body.is_empty() {
+                if let Some(verification) = self.verification.as_mut() {
+                    verification.filter(body);
+                }
                 self.append_body(body).await;
             }
 
             match event {
-                Event::NeedInput => return Ok(true),
-                Event::Close => return Ok(false),
+                Event::NeedInput => return Ok(Flow::Continue),
+                Event::Close => return Ok(Flow::Close),
                 Event::MessageBegin => self.begin_message(),
                 Event::MessageComplete => self.commit_message().await,
                 Event::MessageAborted => {
                     self.message = None;
+                    self.verification = None;
                     if let Some(signer) = self.signer.as_mut() {
                         signer.abandon();
                     }
                 }
-                Event::StartTls => {
-                    // LIMITATION(L1): TLS is not built yet, so the session is never told that
-                    // STARTTLS is available and cannot ask for it.
-                    warn!("the session asked for TLS, which this build does not offer; closing");
-                    return Ok(false);
-                }
+                Event::StartTls => return Ok(Flow::StartTls),
             }
         }
     }
@@ -249,6 +299,17 @@ impl Driver {
         let received = self.session.received_header(&self.queue_id, &date);
         let message = SpoolMessage::begin(&self.context.spool, self.queue_id.clone(), &received);
         self.message = Some(message);
+
+        self.verification = match &self.context.verification {
+            Some(settings) if !self.session.is_trusted() => Some(MessageVerification::begin(
+                &self.context.control,
+                settings,
+                self.session.envelope(),
+                self.session.peer().ip(),
+            )),
+            _ => None,
+        };
+
         if let Some(signer) = self.signer.as_mut() {
             if self.session.may_sign() {
                 signer.begin();
@@ -278,6 +339,12 @@ impl Driver {
     }
 
     async fn commit_message(&mut self) {
+        if let Some(refusal) = self.verify_message().await {
+            self.message = None; // Never committed: its BODY records are garbage to recovery.
+            self.session.message_stored(refusal);
+            return;
+        }
+
         let outcome = match self.message.take() {
             None => StoreOutcome::TemporaryFailure,
             Some(message) => match self.signed(message).commit(self.session.envelope()).await {
@@ -319,7 +386,126 @@ impl Driver {
         message
     }
 
-    async fn read(&mut self, stream: &mut TcpStream, input: &mut [u8]) -> Input {
+    /// Runs the TLS handshake on the session's socket, bounded by the command timeout and the
+    /// shutdown deadline. On success the stream is encrypted and the session told so; on
+    /// failure the session is over (nothing useful can be said in clear after a STARTTLS).
+    async fn handshake(&mut self, stream: &mut SessionStream) -> Result<(), Ending> {
+        let Some(tls) = self.context.tls.as_ref() else {
+            warn!("a TLS handshake was due but no [tls] is loaded; closing");
+            return Err(Ending::IoError);
+        };
+        let SessionStream::Plain(tcp) = std::mem::replace(stream, SessionStream::Detached) else {
+            debug_assert!(false, "a handshake on a stream that is not plain TCP");
+            return Err(Ending::IoError);
+        };
+        let acceptor =
+            futures_rustls::TlsAcceptor::from(tls.server_config(self.listener.client_certificates));
+
+        let counters = &self.context.counters;
+        let handshake = async {
+            glommio::timer::timeout(self.context.command_timeout, async {
+                acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(glommio::GlommioError::from)
+            })
+            .await
+            .map_err(|error| match error {
+                glommio::GlommioError::TimedOut(_) => Ending::TimedOut,
+                error => {
+                    debug!(error = %io::Error::from(error), "TLS handshake failed");
+                    Ending::IoError
+                }
+            })
+        };
+        let shutdown = async {
+            self.context.wait_for_session_deadline().await;
+            Err(Ending::ShutDown)
+        };
+        let encrypted = match future::or(handshake, shutdown).await {
+            Ok(encrypted) => encrypted,
+            Err(ending) => {
+                counters
+                    .tls_handshake_failures
+                    .set(counters.tls_handshake_failures.get() + 1);
+                return Err(ending);
+            }
+        };
+        counters
+            .tls_handshakes
+            .set(counters.tls_handshakes.get() + 1);
+
+        let details = tls_details(&encrypted);
+        debug!(
+            version = details.version,
+            cipher = %details.cipher,
+            sni = details.server_name.as_deref().unwrap_or(""),
+            resumed = details.resumed,
+            client_certificate = details.client_certificate.as_deref().unwrap_or(""),
+            "TLS established"
+        );
+        *stream = SessionStream::Tls(Box::new(encrypted));
+        match self.listener.tls {
+            TlsMode::Implicit => self.session.tls_from_start(),
+            _ => self.session.tls_established(),
+        }
+        if self.listener.client_certificates {
+            if let Some(fingerprint) = &details.client_certificate {
+                info!(
+                    client_certificate = %fingerprint,
+                    "client certificate verified: this session may relay"
+                );
+                self.session.trust_client_certificate();
+            }
+        }
+        self.tls = Some(details);
+        Ok(())
+    }
+
+    /// Ends the session's stream: TLS sends its close_notify, and unread input is drained so
+    /// the kernel closes normally (see `discard_unread_input`).
+    async fn close(&mut self, stream: &mut SessionStream) {
+        if stream.is_tls() {
+            let _ = glommio::timer::timeout(TLS_CLOSE_PATIENCE, async {
+                stream.close().await.map_err(glommio::GlommioError::from)
+            })
+            .await;
+        }
+        if let Some(fd) = stream.raw_fd() {
+            discard_unread_input(fd);
+        }
+    }
+
+    /// Completes the checks of an untrusted client's message and writes their verdict into it.
+    /// Returns the refusal when the verdict keeps the message out of the store; trusted
+    /// clients and verification switched off pass straight through.
+    async fn verify_message(&mut self) -> Option<StoreOutcome> {
+        let mut verification = self.verification.take()?;
+        let settings = self.context.verification.as_ref()?;
+        let message = self.message.as_mut()?;
+        let mut held_back = Vec::new();
+        verification.finish_content(&mut held_back);
+        if !held_back.is_empty() {
+            message.append(&mut held_back).await;
+        }
+
+        let verdict = verification.verdict(&self.context.control, settings).await;
+        let refused = settings.dmarc_reject && verdict.dmarc_rejects;
+        debug!(queue_id = %self.queue_id, verdict = %verdict.summary, refused, "message verified");
+        if refused {
+            info!(
+                queue_id = %self.queue_id,
+                from = %self.session.envelope().mail_from,
+                verdict = %verdict.summary,
+                "message refused with 550 5.7.1: DMARC fail under p=reject"
+            );
+            return Some(StoreOutcome::DmarcRejected);
+        }
+        message.prepend_header(&verdict.header);
+        None
+    }
+
+    async fn read(&mut self, stream: &mut SessionStream, input: &mut [u8]) -> Input {
         let phase_timeout = match self.session.phase() {
             crate::smtp::Phase::Command => self.context.command_timeout,
             crate::smtp::Phase::Data => self.context.data_timeout,
@@ -348,17 +534,16 @@ impl Driver {
 
     /// Writes everything the session has queued, bounded by the command timeout so a client
     /// that stops reading cannot hold the session forever.
-    async fn flush(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+    async fn flush(&mut self, stream: &mut SessionStream) -> io::Result<()> {
         let output = self.session.output();
         if output.is_empty() {
             return Ok(());
         }
         let length = output.len();
         let written = glommio::timer::timeout(self.context.command_timeout, async {
-            stream
-                .write_all(output)
-                .await
-                .map_err(glommio::GlommioError::from)
+            stream.write_all(output).await?;
+            // TLS holds written bytes until flushed; on plain TCP this returns at once.
+            stream.flush().await.map_err(glommio::GlommioError::from)
         })
         .await;
         self.session.consume_output(length);
@@ -367,7 +552,7 @@ impl Driver {
 
     /// Waits the configured greeting delay, then looks (without consuming) whether the client
     /// has already sent something. RFC 5321 §3.1: the client must wait for the greeting.
-    async fn client_talked_first(&self, stream: &TcpStream) -> bool {
+    async fn client_talked_first(&self, stream: &SessionStream) -> bool {
         let delay = self.context.greeting_delay;
         if !delay.is_zero() {
             let shutdown = async {
@@ -375,9 +560,12 @@ impl Driver {
             };
             future::or(glommio::timer::sleep(delay), shutdown).await;
         }
+        let Some(fd) = stream.raw_fd() else {
+            return false;
+        };
         let mut probe = [0u8; 1];
         let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-        matches!(nix::sys::socket::recv(stream.as_raw_fd(), &mut probe, flags), Ok(n) if n > 0)
+        matches!(nix::sys::socket::recv(fd, &mut probe, flags), Ok(n) if n > 0)
     }
 }
 
@@ -395,15 +583,19 @@ fn store_failure(queue_id: &str, error: &SpoolFailure) -> StoreOutcome {
 /// with unread input makes the kernel send a reset instead of a normal close, and a reset can
 /// make the client's kernel throw away our last reply (the 221, 421 or 554 that explains why)
 /// before the client reads it. Bounded: a client still sending gets its reset.
-fn discard_unread_input(stream: &TcpStream) {
+fn discard_unread_input(fd: RawFd) {
     let mut scratch = [0u8; 4096];
     for _ in 0..DISCARD_READS_MAX {
-        match nix::sys::socket::recv(stream.as_raw_fd(), &mut scratch, MsgFlags::MSG_DONTWAIT) {
+        match nix::sys::socket::recv(fd, &mut scratch, MsgFlags::MSG_DONTWAIT) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
     }
 }
+
+/// How long a closing TLS session waits to send its close_notify to a client that stopped
+/// reading.
+const TLS_CLOSE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// At most this many 4 KiB reads are discarded at close (64 KiB).
 const DISCARD_READS_MAX: usize = 16;
@@ -411,6 +603,7 @@ const DISCARD_READS_MAX: usize = 16;
 /// Writes the over-limit reply without waiting: the socket is fresh, so its send buffer has room,
 /// and a client that does not read does not deserve a task.
 pub(crate) fn refuse_over_limit(stream: &TcpStream, reply: &[u8]) {
+    use std::os::fd::AsRawFd;
     let _ = nix::sys::socket::send(stream.as_raw_fd(), reply, MsgFlags::MSG_DONTWAIT);
 }
 

@@ -4,12 +4,15 @@
 //! flume channels, which both glommio (shards) and tokio (control) can await. A full channel
 //! makes the sender wait rather than grow memory. This module owns the channel types so that
 //! neither side needs to know the other's runtime. DNS answers travel as the plain data types of
-//! `shard::resolution`, re-exported here.
+//! `shard::resolution`, verification requests and verdicts as those of `verification`, both
+//! re-exported here.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
+pub use crate::verification::{Identities, MessageVerdict, SpfVerdict};
 
 /// How many requests a shard may have queued at the control thread before it waits.
 pub const CONTROL_REQUESTS_MAX: usize = 1024;
@@ -64,6 +67,8 @@ pub struct ShardMetrics {
     pub sessions_accepted: u64,
     pub sessions_refused_over_limit: u64,
     pub early_talkers: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
     /// Batches written, each one write and one fdatasync (plus one per new segment).
@@ -150,6 +155,30 @@ pub enum ControlRequest {
         deadline: Instant,
         reply: flume::Sender<Result<Vec<IpAddr>, DnsFailure>>,
     },
+    /// A TCP connection to `address` from the local address `source` (bind before connect),
+    /// which the shard's runtime cannot open; answered with the connected socket.
+    ConnectFrom {
+        source: IpAddr,
+        address: SocketAddr,
+        deadline: Instant,
+        reply: flume::Sender<Result<OwnedFd, String>>,
+    },
+    /// SPF for the HELO and MAIL FROM identities (RFC 7208), started as soon as they are known;
+    /// the answer waits in `reply` until the message is complete.
+    VerifySpf {
+        identities: Identities,
+        deadline: Instant,
+        reply: flume::Sender<SpfVerdict>,
+    },
+    /// DKIM and DMARC on a whole message (RFC 6376, RFC 7489), with the SPF verdict that
+    /// arrives on `spf`; answered with the `Authentication-Results:` field by `deadline`.
+    VerifyMessage {
+        identities: Identities,
+        message: Vec<u8>,
+        spf: flume::Receiver<SpfVerdict>,
+        deadline: Instant,
+        reply: flume::Sender<MessageVerdict>,
+    },
 }
 
 /// The control thread's answer to a [`ControlRequest`].
@@ -201,6 +230,18 @@ pub fn links(shards: usize) -> (ControlLink, Vec<ShardLink>) {
 pub struct ControlClient {
     requests: flume::Sender<ControlRequest>,
 }
+
+/// How much longer than the connect timeout a shard waits for a connection the control
+/// thread opens for it.
+const CONNECT_REPLY_GRACE: Duration = Duration::from_secs(1);
+
+/// How much longer than its verification timeout a shard waits for the verdict, so that the
+/// control thread's own `temperror` answer at the deadline still arrives.
+pub const VERIFICATION_REPLY_GRACE: Duration = Duration::from_secs(1);
+
+/// An SPF verdict on its way from the control thread.
+#[derive(Debug)]
+pub struct PendingSpf(flume::Receiver<SpfVerdict>);
 
 /// The control thread is gone or did not answer in time.
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +303,86 @@ impl ControlClient {
             reply: reply_tx,
         };
         self.ask(request, reply_rx, patience).await
+    }
+
+    /// A connection to `address` bound to `source`, opened by the control thread within
+    /// `patience`. The error says what failed (the bind, the connect, or the control thread).
+    pub async fn connect_from(
+        &self,
+        source: IpAddr,
+        address: SocketAddr,
+        patience: Duration,
+    ) -> Result<OwnedFd, String> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::ConnectFrom {
+            source,
+            address,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let exchange = async {
+            self.requests
+                .send_async(request)
+                .await
+                .map_err(|_| ControlUnavailable.to_string())?;
+            reply_rx
+                .recv_async()
+                .await
+                .map_err(|_| ControlUnavailable.to_string())?
+        };
+        // The control thread gives up at the deadline itself; the margin lets its answer,
+        // and the socket in it, come back rather than be dropped on the floor.
+        let wait = patience + CONNECT_REPLY_GRACE;
+        match glommio::timer::timeout(wait, async { Ok(exchange.await) }).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("connect to {address} from {source}: timed out")),
+        }
+    }
+
+    /// Starts the SPF checks of a transaction and returns at once; the verdict arrives in the
+    /// returned receiver, to be handed to `verify_message`. A full request channel is not
+    /// waited for: the receiver then never gets a verdict, which reads `temperror`.
+    pub fn start_spf(&self, identities: Identities, patience: Duration) -> PendingSpf {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::VerifySpf {
+            identities,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let _ = self.requests.try_send(request);
+        PendingSpf(reply_rx)
+    }
+
+    /// Asks for DKIM and DMARC on `message` with the pending SPF verdict, waiting at most
+    /// `patience` plus `VERIFICATION_REPLY_GRACE`: the control thread answers with whatever it
+    /// has at `patience`, and the grace lets that answer travel back.
+    pub async fn verify_message(
+        &self,
+        identities: Identities,
+        message: Vec<u8>,
+        spf: PendingSpf,
+        patience: Duration,
+    ) -> Result<MessageVerdict, ControlUnavailable> {
+        let (reply_tx, reply_rx) = flume::bounded(1);
+        let request = ControlRequest::VerifyMessage {
+            identities,
+            message,
+            spf: spf.0,
+            deadline: Instant::now() + patience,
+            reply: reply_tx,
+        };
+        let exchange = async {
+            self.requests
+                .send_async(request)
+                .await
+                .map_err(|_| ControlUnavailable)?;
+            reply_rx.recv_async().await.map_err(|_| ControlUnavailable)
+        };
+        let waited = patience + VERIFICATION_REPLY_GRACE;
+        match glommio::timer::timeout(waited, async { Ok(exchange.await) }).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ControlUnavailable),
+        }
     }
 
     /// Sends a DNS request and waits for its answer; `patience` bounds both the wait for room in

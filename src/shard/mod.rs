@@ -17,6 +17,8 @@ mod queue;
 mod reclaim;
 pub mod resolution;
 pub mod spool;
+mod stream;
+mod verification;
 
 use std::cell::Cell;
 use std::io;
@@ -33,7 +35,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::{BareLineEndings, Config};
+use crate::config::{BareLineEndings, Config, ListenerConfig, TlsMode};
 use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
@@ -73,6 +75,10 @@ pub struct ShardSpec {
     /// This shard's listening sockets, one per configured listener.
     pub listeners: Vec<OwnedFd>,
     pub link: ShardLink,
+    /// Certificates for TLS listeners, shared by every shard.
+    pub tls: Option<Arc<crate::tls::InboundTls>>,
+    /// Client configurations for delivery over TLS, shared by every shard.
+    pub outbound_tls: Arc<crate::tls::client::OutboundTlsConfigs>,
     /// The DKIM keys, loaded once at start and shared read-only by every shard.
     pub signing_keys: Arc<SigningKeys>,
 }
@@ -164,6 +170,8 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         index,
         listeners,
         link,
+        tls,
+        outbound_tls,
         signing_keys,
         ..
     } = spec;
@@ -198,23 +206,31 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         spool.clone(),
         link.control.clone(),
         recovered,
+        outbound_tls,
     );
     let context = Rc::new(ShardContext::new(
         &config,
         signing_keys,
         spool,
         queue,
+        link.control.clone(),
         session_deadline_rx,
+        tls,
     ));
     let (stop_accepting_tx, stop_accepting_rx) = flume::bounded::<()>(1);
 
-    for fd in listeners {
+    for (fd, listener_config) in listeners.into_iter().zip(&config.listeners) {
         // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
         // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
         // the descriptor is closed exactly once.
         let listener =
             unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
-        let accepting = accept_loop(listener, Rc::clone(&context), stop_accepting_rx.clone());
+        let accepting = accept_loop(
+            listener,
+            Rc::new(listener_config.clone()),
+            Rc::clone(&context),
+            stop_accepting_rx.clone(),
+        );
         glommio::spawn_local(accepting.in_current_span()).detach();
     }
     let _ = ready.send(Ok(()));
@@ -320,7 +336,12 @@ fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
     )
 }
 
-async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flume::Receiver<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    profile: Rc<ListenerConfig>,
+    context: Rc<ShardContext>,
+    stop: flume::Receiver<()>,
+) {
     let address = listener.local_addr().ok();
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
@@ -340,10 +361,13 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
         };
 
         if context.sessions.get() >= context.sessions_max {
-            connection::refuse_over_limit(
-                &stream,
-                &smtp::too_many_sessions_reply(&context.hostname),
-            );
+            // A TLS client would read a clear-text reply as a broken handshake; it just closes.
+            if profile.tls != TlsMode::Implicit {
+                connection::refuse_over_limit(
+                    &stream,
+                    &smtp::too_many_sessions_reply(&context.hostname),
+                );
+            }
             context
                 .counters
                 .sessions_refused
@@ -363,8 +387,15 @@ async fn accept_loop(listener: TcpListener, context: Rc<ShardContext>, stop: flu
             .sessions_accepted
             .set(context.counters.sessions_accepted.get() + 1);
         let session_context = Rc::clone(&context);
+        let session_profile = Rc::clone(&profile);
         let session = async move {
-            connection::serve(stream, Rc::clone(&session_context), session_id).await;
+            connection::serve(
+                stream,
+                Rc::clone(&session_context),
+                session_id,
+                session_profile,
+            )
+            .await;
             session_context
                 .sessions
                 .set(session_context.sessions.get() - 1);
@@ -386,6 +417,10 @@ pub(crate) struct ShardContext {
     pub sessions_max: usize,
     pub spool: ShardSpool,
     pub queue: Rc<queue::Queue>,
+    /// The shard's way to the control thread, for inbound verification.
+    pub control: link::ControlClient,
+    /// `[verification]`; `None` when it is switched off.
+    pub verification: Option<verification::VerificationSettings>,
     pub signing_keys: Arc<SigningKeys>,
     /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
     pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
@@ -394,6 +429,8 @@ pub(crate) struct ShardContext {
     session_ids: Cell<u64>,
     /// Disconnected (never sent on) when the shutdown deadline passes.
     session_deadline: flume::Receiver<()>,
+    /// Certificates and the TLS profile, when `[tls]` is configured.
+    pub tls: Option<Arc<crate::tls::InboundTls>>,
 }
 
 impl ShardContext {
@@ -402,7 +439,9 @@ impl ShardContext {
         signing_keys: Arc<SigningKeys>,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
+        control: link::ControlClient,
         session_deadline: flume::Receiver<()>,
+        tls: Option<Arc<crate::tls::InboundTls>>,
     ) -> ShardContext {
         let smtp = &config.smtp;
         ShardContext {
@@ -423,12 +462,15 @@ impl ShardContext {
             sessions_max: config.server.sessions_per_shard_max,
             spool,
             queue,
+            control,
+            verification: verification::VerificationSettings::from_config(&config.verification),
             signing_keys,
             read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),
             session_ids: Cell::new(0),
             session_deadline,
+            tls,
         }
     }
 
@@ -458,6 +500,8 @@ impl ShardContext {
             sessions_accepted: self.counters.sessions_accepted.get(),
             sessions_refused_over_limit: self.counters.sessions_refused.get(),
             early_talkers: self.counters.early_talkers.get(),
+            tls_handshakes: self.counters.tls_handshakes.get(),
+            tls_handshake_failures: self.counters.tls_handshake_failures.get(),
             sessions_active: self.sessions.get() as u64,
             messages_accepted: self.counters.messages_accepted.get(),
             spool_syncs: self.spool.batches_written(),
@@ -480,6 +524,8 @@ pub(crate) struct Counters {
     pub messages_accepted: Cell<u64>,
     pub sessions_refused: Cell<u64>,
     pub early_talkers: Cell<u64>,
+    pub tls_handshakes: Cell<u64>,
+    pub tls_handshake_failures: Cell<u64>,
 }
 
 impl Counters {

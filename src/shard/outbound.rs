@@ -7,12 +7,19 @@
 //! connection. A destination none of whose hosts answers is marked down for a while: jobs for
 //! it are deferred at once instead of hammering it, and the retry schedule brings them back.
 //!
+//! Each connection follows its route's TLS policy: `none` stays in clear text; `opportunistic`
+//! uses STARTTLS when offered, without verifying the certificate, and delivers in clear text on
+//! a fresh connection when the handshake fails; `required` verifies the certificate for the
+//! host name and otherwise moves on to the next host, never sending anything in clear text.
+//!
 //! Every wait is an io_uring operation or a timer with a bound; nothing here blocks the shard.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalSender};
@@ -21,6 +28,7 @@ use tracing::{debug, warn};
 
 use super::link::{ControlClient, MxAnswer};
 use super::queue::{log_result, Queue};
+use super::stream::{DeliveryStream, MaybeTls};
 use crate::config::{Config, OutboundTls, RouteConfig, RouteTarget};
 use crate::delivery::client::{
     Client, Message, RecipientResult, SessionError, Timeouts, Timer, Verdict,
@@ -29,6 +37,7 @@ use crate::delivery::loops::received_count;
 use crate::delivery::route::Destination;
 use crate::smtp::Envelope;
 use crate::spool::BodyLocation;
+use crate::tls::client::OutboundTlsConfigs;
 
 /// The first pause after a destination could not be reached at all; it doubles with each
 /// further failure, up to `DOWN_PAUSE_MAX`.
@@ -75,7 +84,24 @@ impl Timer for ShardTimer {
     }
 }
 
-type Connection = Client<TcpStream, ShardTimer>;
+type Connection = Client<DeliveryStream, ShardTimer>;
+
+/// The next hop a connection reached, for the delivery log and bounces.
+pub(crate) struct Hop {
+    /// The address as `ip:port`, or `-` when no connection was made.
+    pub relay: String,
+    /// `TLSv1.3`, `TLSv1.2`, or `none` in clear text.
+    pub tls: &'static str,
+}
+
+impl Hop {
+    fn unreached() -> Hop {
+        Hop {
+            relay: "-".to_owned(),
+            tls: "none",
+        }
+    }
+}
 
 struct DestinationState {
     destination: Destination,
@@ -150,10 +176,16 @@ pub(crate) struct Outbound {
     received_max: usize,
     worker_ids: Cell<u64>,
     shard: usize,
+    tls: Arc<OutboundTlsConfigs>,
 }
 
 impl Outbound {
-    pub fn new(config: &Config, shard: usize, control: ControlClient) -> Outbound {
+    pub fn new(
+        config: &Config,
+        shard: usize,
+        control: ControlClient,
+        tls: Arc<OutboundTlsConfigs>,
+    ) -> Outbound {
         let delivery = &config.delivery;
         Outbound {
             control,
@@ -170,6 +202,7 @@ impl Outbound {
             received_max: delivery.received_max,
             worker_ids: Cell::new(0),
             shard,
+            tls,
         }
     }
 
@@ -229,50 +262,158 @@ impl Outbound {
         }
     }
 
-    /// Opens a session with the first host of the destination that answers.
-    async fn connect(
-        &self,
-        destination: &Destination,
-    ) -> Result<(Connection, String), Unreachable> {
+    /// Opens a session with the first host of the destination that answers on the route's
+    /// TLS policy.
+    async fn connect(&self, destination: &Destination) -> Result<(Connection, Hop), Unreachable> {
         let route = &self.routes[destination.route()];
-        if route.tls == OutboundTls::Required {
-            // LIMITATION(L1): no TLS client yet; `required` must never fall back to clear text.
-            return Err(Unreachable::temporary(format!(
-                "route[{}] requires TLS, which outbound delivery cannot use yet; \
-                 kept in the queue, never sent in clear text",
-                destination.route()
-            )));
-        }
-
+        let tls = self.tls.for_route(destination.route(), route.tls);
         let mut last_error = String::from("no address to connect to");
-        for address in self.addresses(route, destination).await? {
-            let stream = match TcpStream::connect_timeout(address, self.connect_timeout).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    last_error = format!("connect to {address}: {error}");
-                    debug!(shard = self.shard, %address, %error, "connect failed");
+        for (host, address) in self.addresses(route, destination).await? {
+            if let Some(source) = route.source_address {
+                if source.is_ipv4() != address.is_ipv4() {
+                    last_error = format!("{address}: not reachable from source address {source}");
                     continue;
                 }
-            };
-            let _ = stream.set_nodelay(true);
-            match Client::open(stream, ShardTimer, self.timeouts, &self.hostname).await {
-                Ok(client) => return Ok((client, address.to_string())),
-                Err(error) => {
-                    last_error = format!("{address}: {error}");
-                    debug!(shard = self.shard, %address, %error, "session setup failed");
+            }
+            match self.open(&host, address, route, tls.as_ref()).await {
+                Ok(opened) => return Ok(opened),
+                Err(reason) => {
+                    debug!(shard = self.shard, %address, %reason, "no session with this host");
+                    last_error = reason;
                 }
             }
         }
         Err(Unreachable::temporary(last_error))
     }
 
-    /// The addresses to try, in order: the smart hosts as listed, or the MX hosts by
+    /// One host: connect, greet, and apply the TLS policy.
+    async fn open(
+        &self,
+        host: &str,
+        address: SocketAddr,
+        route: &RouteConfig,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<(Connection, Hop), String> {
+        let (policy, source) = (route.tls, route.source_address);
+        let mut client = self.open_clear(address, source).await?;
+        let relay = address.to_string();
+        let Some(tls) = tls else {
+            return Ok((client, Hop { relay, tls: "none" }));
+        };
+        if !client.extensions().starttls {
+            if policy == OutboundTls::Required {
+                client.quit().await;
+                return Err(format!(
+                    "{address} ({host}) does not offer STARTTLS and the route requires TLS; \
+                     nothing was sent in clear text"
+                ));
+            }
+            return Ok((client, Hop { relay, tls: "none" }));
+        }
+
+        match self.start_tls(&mut client, host, tls).await {
+            Ok(version) => Ok((
+                client,
+                Hop {
+                    relay,
+                    tls: version,
+                },
+            )),
+            Err(reason) if policy == OutboundTls::Opportunistic => {
+                // RFC 7435: opportunistic TLS that fails falls back to clear text. The session
+                // is unusable after a broken handshake, so the fallback is a new connection.
+                debug!(shard = self.shard, %address, %reason, "STARTTLS failed; delivering in clear text");
+                let client = self.open_clear(address, source).await?;
+                Ok((client, Hop { relay, tls: "none" }))
+            }
+            Err(reason) => Err(format!(
+                "{address} ({host}): TLS failed ({reason}) and the route requires TLS; nothing \
+                 was sent in clear text"
+            )),
+        }
+    }
+
+    /// Connects and greets, in clear text. With a source address, the control thread opens
+    /// the connection (the shard's runtime cannot bind before connecting) and hands it over.
+    async fn open_clear(
+        &self,
+        address: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<Connection, String> {
+        let stream = match source {
+            None => TcpStream::connect_timeout(address, self.connect_timeout)
+                .await
+                .map_err(|error| format!("connect to {address}: {error}"))?,
+            Some(source) => {
+                let socket = self
+                    .control
+                    .connect_from(source, address, self.connect_timeout)
+                    .await?;
+                // SAFETY: `socket` is a connected TCP socket the control thread opened for this
+                // request and handed over; `into_raw_fd` gives up its ownership to the stream,
+                // so the descriptor is closed exactly once.
+                unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let stream = MaybeTls::Plain(stream);
+        Client::open(stream, ShardTimer, self.timeouts, &self.hostname)
+            .await
+            .map_err(|error| format!("{address}: {error}"))
+    }
+
+    /// STARTTLS, the handshake for `host`, and EHLO again; returns the TLS version.
+    async fn start_tls(
+        &self,
+        client: &mut Connection,
+        host: &str,
+        config: &Arc<rustls::ClientConfig>,
+    ) -> Result<&'static str, String> {
+        client
+            .request_tls()
+            .await
+            .map_err(|error| error.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(host.trim_end_matches('.').to_owned())
+            .map_err(|error| {
+            format!("{host} cannot be checked against a certificate: {error}")
+        })?;
+        let stream = client.stream_mut();
+        let MaybeTls::Plain(tcp) = std::mem::replace(stream, MaybeTls::Detached) else {
+            return Err("the connection is already encrypted".to_owned());
+        };
+        let connector = futures_rustls::TlsConnector::from(Arc::clone(config));
+        let encrypted = glommio::timer::timeout(self.timeouts.command, async {
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(glommio::GlommioError::from)
+        })
+        .await
+        .map_err(|error| match error {
+            glommio::GlommioError::TimedOut(_) => "the TLS handshake timed out".to_owned(),
+            error => format!("TLS handshake: {}", std::io::Error::from(error)),
+        })?;
+        let version = match encrypted.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLS",
+        };
+        *stream = MaybeTls::Tls(Box::new(encrypted));
+        client
+            .hello_again()
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(version)
+    }
+
+    /// The addresses to try, in order, each with the host name it belongs to (what a TLS
+    /// certificate must be valid for): the smart hosts as listed, or the MX hosts by
     /// preference (RFC 5321 §5.1), each host's addresses IPv4 first.
     async fn addresses(
         &self,
         route: &RouteConfig,
         destination: &Destination,
-    ) -> Result<Vec<SocketAddr>, Unreachable> {
+    ) -> Result<Vec<(String, SocketAddr)>, Unreachable> {
         let mut hosts: Vec<(String, u16)> = Vec::new();
         match (&route.target, destination) {
             (RouteTarget::Smarthost(smarthosts), _) => {
@@ -299,7 +440,10 @@ impl Outbound {
         let mut last_error = None;
         for (host, port) in hosts {
             match self.control.resolve_host(&host, DNS_PATIENCE).await {
-                Ok(ips) => addresses.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port))),
+                Ok(ips) => addresses.extend(
+                    ips.into_iter()
+                        .map(|ip| (host.clone(), SocketAddr::new(ip, port))),
+                ),
                 Err(failure) => last_error = Some(format!("{host}: {failure}")),
             }
         }
@@ -341,7 +485,7 @@ impl Outbound {
 async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
     let outbound = &queue.outbound;
     let route = &outbound.routes[state.destination.route()];
-    let mut connection: Option<(Connection, String, usize)> = None;
+    let mut connection: Option<(Connection, Hop, usize)> = None;
 
     loop {
         let Some(job) = next_job(&state, id, outbound.idle_timeout).await else {
@@ -350,39 +494,49 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
 
         if state.is_down() {
             let reason = format!("destination backed off: {}", state.down_reason.borrow());
-            finish_all(&queue, &job, "-", Verdict::Deferred, "4.4.1", &reason).await;
+            finish_all(
+                &queue,
+                &job,
+                &Hop::unreached(),
+                Verdict::Deferred,
+                "4.4.1",
+                &reason,
+            )
+            .await;
             continue;
         }
 
         let content = match prepare(&queue, &job).await {
             Ok(content) => content,
             Err((verdict, status, detail)) => {
-                finish_all(&queue, &job, "-", verdict, status, &detail).await;
+                finish_all(&queue, &job, &Hop::unreached(), verdict, status, &detail).await;
                 continue;
             }
         };
 
         if connection.is_none() {
             match outbound.connect(&state.destination).await {
-                Ok((client, relay)) => {
+                Ok((client, hop)) => {
                     state.mark_up();
-                    connection = Some((client, relay, 0));
+                    connection = Some((client, hop, 0));
                 }
                 Err(Unreachable {
                     permanent: Some(status),
                     reason,
                 }) => {
-                    finish_all(&queue, &job, "-", Verdict::Failed, status, &reason).await;
+                    let hop = Hop::unreached();
+                    finish_all(&queue, &job, &hop, Verdict::Failed, status, &reason).await;
                     continue;
                 }
                 Err(Unreachable { reason, .. }) => {
                     state.mark_down(&reason);
-                    finish_all(&queue, &job, "-", Verdict::Deferred, "4.4.1", &reason).await;
+                    let hop = Hop::unreached();
+                    finish_all(&queue, &job, &hop, Verdict::Deferred, "4.4.1", &reason).await;
                     continue;
                 }
             }
         }
-        let Some((client, relay, sent)) = connection.as_mut() else {
+        let Some((client, hop, sent)) = connection.as_mut() else {
             unreachable!("a connection was opened above");
         };
 
@@ -393,12 +547,15 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
         };
 
         let outcome = client.send(&message).await;
-        let relay = relay.clone();
+        let hop = Hop {
+            relay: hop.relay.clone(),
+            tls: hop.tls,
+        };
         *sent += 1;
         let reuse = *sent < route.messages_per_connection_max;
         match outcome {
             Ok(results) => {
-                finish(&queue, &job, &relay, results).await;
+                finish(&queue, &job, &hop, results).await;
                 if !reuse {
                     if let Some((client, _, _)) = connection.take() {
                         client.quit().await;
@@ -408,7 +565,7 @@ async fn worker(queue: Rc<Queue>, state: Rc<DestinationState>, id: u64) {
             Err(error) => {
                 let detail = session_failure_detail(&error);
                 connection = None;
-                finish_all(&queue, &job, &relay, Verdict::Deferred, "4.4.2", &detail).await;
+                finish_all(&queue, &job, &hop, Verdict::Deferred, "4.4.2", &detail).await;
             }
         }
     }
@@ -468,19 +625,19 @@ async fn next_job(state: &DestinationState, id: u64, idle: Duration) -> Option<J
 async fn finish_all(
     queue: &Queue,
     job: &Job,
-    relay: &str,
+    hop: &Hop,
     verdict: Verdict,
     status: &str,
     detail: &str,
 ) {
-    finish(queue, job, relay, job.all(verdict, status, detail)).await;
+    finish(queue, job, hop, job.all(verdict, status, detail)).await;
 }
 
-async fn finish(queue: &Queue, job: &Job, relay: &str, results: Vec<RecipientResult>) {
+async fn finish(queue: &Queue, job: &Job, hop: &Hop, results: Vec<RecipientResult>) {
     for result in &results {
-        log_result(job, relay, result);
+        log_result(job, hop, result);
     }
-    queue.finish_job(&job.queue_id, relay, results).await;
+    queue.finish_job(&job.queue_id, &hop.relay, results).await;
 }
 
 fn session_failure_detail(error: &SessionError) -> String {

@@ -16,6 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -23,7 +24,7 @@ use glommio::{Latency, Shares, TaskQueueHandle};
 use tracing::{error, info, warn};
 
 use super::link::{ControlClient, ShardMetrics};
-use super::outbound::{Job, Outbound};
+use super::outbound::{Hop, Job, Outbound};
 use super::spool::{Recovered, ShardSpool};
 use crate::config::Config;
 use crate::delivery::bounce::Action as BounceAction;
@@ -32,6 +33,7 @@ use crate::delivery::route::{Destination, Router};
 use crate::delivery::schedule::{NextAttempt, RetrySchedule};
 use crate::spool::{CommitRecord, OutcomeRecord, QueueIndex, RecordLocation, RecordType};
 use crate::time::unix_ms;
+use crate::tls::client::OutboundTlsConfigs;
 
 /// Messages handed to delivery per scheduler round, so a large backlog after a restart is
 /// started in slices and new mail is not starved behind it.
@@ -127,6 +129,7 @@ impl Queue {
         spool: ShardSpool,
         control: ControlClient,
         recovered: Recovered,
+        outbound_tls: Arc<OutboundTlsConfigs>,
     ) -> Rc<Queue> {
         let Recovered {
             index: recovered,
@@ -158,7 +161,7 @@ impl Queue {
             spool,
             router: Router::new(&config.routes),
             schedule: RetrySchedule::new(&config.delivery),
-            outbound: Outbound::new(config, shard, control),
+            outbound: Outbound::new(config, shard, control, outbound_tls),
             wake,
             random: Cell::new(seed(shard)),
             shard,
@@ -680,7 +683,7 @@ impl Queue {
 }
 
 /// Delivery log line for one recipient, in the spirit of Postfix's `status=` lines.
-pub(crate) fn log_result(job: &Job, relay: &str, result: &RecipientResult) {
+pub(crate) fn log_result(job: &Job, hop: &Hop, result: &RecipientResult) {
     let recipient = &job.envelope.rcpt_to[result.index as usize].address;
     let status = match result.verdict {
         Verdict::Delivered => "sent",
@@ -691,7 +694,8 @@ pub(crate) fn log_result(job: &Job, relay: &str, result: &RecipientResult) {
         queue_id = %job.queue_id,
         to = %recipient,
         destination = %job.destination,
-        relay,
+        relay = hop.relay.as_str(),
+        tls = hop.tls,
         attempt = job.attempt,
         delay_ms = job.delay.as_millis() as u64,
         dsn = %result.status,

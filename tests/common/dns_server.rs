@@ -1,6 +1,7 @@
 //! A real DNS server for the tests: dnsmasq (Debian package `dnsmasq-base`), authoritative for
-//! the zone a test gives it, on a free port of 127.0.0.1. Killed when dropped. Without dnsmasq
-//! the tests fail with the package to install; they never skip.
+//! the zone a test gives it (addresses, MX and TXT records: SPF, DKIM keys, DMARC policies), on
+//! a free port of 127.0.0.1. Killed when dropped. Without dnsmasq the tests fail with the
+//! package to install; they never skip.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
@@ -100,6 +101,56 @@ impl DnsServer {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The dnsmasq options that make it authoritative for `zone` with a short TTL.
+pub fn authoritative_zone(zone: &str) -> Vec<String> {
+    vec![
+        format!("--auth-zone={zone}"),
+        format!("--auth-server=ns.{zone},127.0.0.1"),
+        "--auth-ttl=60".to_owned(),
+        format!("--auth-soa=1,hostmaster.{zone},1200,180,1209600"),
+    ]
+}
+
+/// A dnsmasq option serving one TXT record. dnsmasq splits its text at commas into character
+/// strings, and a character string holds at most 255 octets (RFC 1035 §3.3), so long texts
+/// (DKIM keys) are cut into pieces that SPF, DKIM and DMARC readers join again.
+pub fn txt_record(name: &str, text: &str) -> String {
+    assert!(
+        !text.contains(',') && text.is_ascii(),
+        "a TXT text for dnsmasq must be ASCII without commas: {text:?}"
+    );
+    let pieces: Vec<&str> = text
+        .as_bytes()
+        .chunks(255)
+        .map(|piece| std::str::from_utf8(piece).expect("ASCII"))
+        .collect();
+    format!("--txt-record={name},{}", pieces.join(","))
+}
+
+/// A UDP and TCP port on 127.0.0.1 that takes DNS queries and never answers them, for as long
+/// as it is kept: the resolver waits until its own timeout.
+pub struct SilentDnsServer {
+    _udp: UdpSocket,
+    _tcp: TcpListener,
+    pub address: SocketAddr,
+}
+
+impl SilentDnsServer {
+    pub fn start() -> SilentDnsServer {
+        loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+            let address = udp.local_addr().expect("local address");
+            if let Ok(tcp) = TcpListener::bind(address) {
+                return SilentDnsServer {
+                    _udp: udp,
+                    _tcp: tcp,
+                    address,
+                };
+            }
+        }
     }
 }
 

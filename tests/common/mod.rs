@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod certificates;
 pub mod dkim;
 pub mod dns_server;
 pub mod next_hop;
+pub mod verification;
 
 /// How long a test waits for the relay to start listening.
 const START_PATIENCE: Duration = Duration::from_secs(20);
@@ -30,6 +32,8 @@ pub const REPLY_PATIENCE: Duration = Duration::from_secs(15);
 pub struct Options {
     /// Lines inside `[server]`, after hostname/spool/shards.
     pub server: &'static str,
+    /// Lines inside the first `[[listener]]`, after its address (`tls = "starttls"`).
+    pub listener: String,
     /// Lines inside `[relay]`; default: relay for 127.0.0.0/8.
     pub relay: Option<&'static str>,
     /// Lines inside `[smtp]`.
@@ -83,12 +87,13 @@ impl Relay {
             .unwrap_or_else(|| smarthost_route(SocketAddr::from(([127, 0, 0, 1], free_port()))));
         let config = format!(
             "[server]\nhostname = \"relay.test\"\nspool = \"{spool}\"\nshards = {shards}\n{server}\n\n\
-             [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
+             [[listener]]\naddress = \"127.0.0.1:{port}\"\n{listener}\n\n\
              [relay]\n{relay}\n\n[smtp]\n{smtp}\n\n{routes}\n\
              [delivery]\n{delivery}\n\n[log]\nlevel = \"debug\"\n\n{extra}\n",
             spool = spool.display(),
             shards = options.shards.unwrap_or(1),
             server = options.server,
+            listener = options.listener,
             smtp = options.smtp,
             delivery = options.delivery,
             extra = options.extra,
@@ -165,6 +170,11 @@ impl Relay {
     pub fn terminate(&mut self, patience: Duration) -> ExitStatus {
         signal(self.child.id(), libc_sigterm());
         self.wait(patience)
+    }
+
+    /// Sends SIGHUP: reload certificates (and whatever else reloads).
+    pub fn hangup(&self) {
+        signal(self.child.id(), 1);
     }
 
     pub fn wait(&mut self, patience: Duration) -> ExitStatus {

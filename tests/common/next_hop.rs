@@ -31,6 +31,8 @@ pub struct Accepted {
     pub content_type: String,
     pub report_type: Option<String>,
     pub subject: Option<String>,
+    /// `TLSv1.3` when the message came over TLS, `None` in clear text.
+    pub tls: Option<String>,
 }
 
 /// `tests/peers/fault_smtp.py` on a free loopback port.

@@ -3,15 +3,18 @@ to misbehave a given number of times before it behaves.
 
 Usage: fault_smtp.py --port PORT --log FILE [--rcpt CODE:TIMES] [--data CODE:TIMES]
                      [--drop-in-data TIMES] [--hang-in-data TIMES]
+                     [--tls-certificate FILE --tls-key FILE]
 
 --rcpt 451:2       the first two RCPT commands are answered 451 (then 250)
 --data 550:1       the first end-of-data is answered 550 (a code of 4xx or 5xx)
 --drop-in-data 1   the first time, the connection is cut after the data, before the reply
 --hang-in-data 1   the first time, no reply at all after the data
+--tls-certificate  offer STARTTLS with this certificate chain (PEM) and --tls-key
 
 Every message it accepts is appended to FILE as one JSON line: the client's address and port
 (one per connection), MAIL FROM, the recipients, the X-Test-Id and Subject headers, and the
-content type (with its report-type, for bounces). "ready" is printed
+content type (with its report-type, for bounces), and the TLS version the message came over
+(null in clear text). "ready" is printed
 on stdout once it listens.
 """
 
@@ -20,6 +23,7 @@ import asyncio
 import email
 import json
 import signal
+import ssl
 import sys
 import threading
 
@@ -75,6 +79,7 @@ class FaultyHandler:
             "report_type": message.get_param("report-type"),
             "subject": message.get("Subject"),
             "bytes": len(envelope.original_content or envelope.content),
+            "tls": session.ssl["ssl_object"].version() if session.ssl else None,
         }
         with self.lock:
             self.log.write(json.dumps(record) + "\n")
@@ -89,14 +94,22 @@ def main():
     parser.add_argument("--data")
     parser.add_argument("--drop-in-data", type=int, default=0)
     parser.add_argument("--hang-in-data", type=int, default=0)
+    parser.add_argument("--tls-certificate")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
 
+    tls = {}
+    if args.tls_certificate:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_certificate, args.tls_key)
+        tls = {"tls_context": context}
     controller = Controller(
         FaultyHandler(args),
         hostname="127.0.0.1",
         port=args.port,
         decode_data=False,
         enable_SMTPUTF8=True,
+        **tls,
     )
     controller.start()
     print("ready", flush=True)

@@ -50,9 +50,14 @@ pub enum Event {
 /// What became of a completed message, as the driver reports it to `message_stored`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {
-    Stored { queue_id: String },
+    Stored {
+        queue_id: String,
+    },
     TemporaryFailure,
     InsufficientStorage,
+    /// The sender's domain asks receivers to refuse mail that fails its DMARC check
+    /// (RFC 7489 §6.3 `p=reject`) and the operator chose to honour that; nothing was stored.
+    DmarcRejected,
 }
 
 /// Which RFC 5321 §4.5.3.2 timeout applies to the next read.
@@ -249,6 +254,13 @@ impl Session {
                 Some(EnhancedStatus::new(4, 3, 1)),
                 "insufficient system storage, try again later",
             ),
+            // RFC 7489 §10.3 suggests 550 with a reason; RFC 3463 X.7.1: delivery not
+            // authorised, message refused.
+            StoreOutcome::DmarcRejected => Reply::new(
+                550,
+                Some(EnhancedStatus::new(5, 7, 1)),
+                "message rejected: the sender's DMARC policy is reject and it failed",
+            ),
         };
         self.queue(&reply);
         self.message_open = false;
@@ -277,6 +289,20 @@ impl Session {
         self.end_transaction();
         self.line = LineBuffer::default();
         self.mode = Mode::Command;
+    }
+
+    /// The session's listener speaks TLS from the first byte (RFC 8314) and the handshake has
+    /// completed; called before `greet`, so STARTTLS is never offered.
+    pub fn tls_from_start(&mut self) {
+        debug_assert!(self.hello.is_none(), "implicit TLS after the greeting");
+        self.params.tls_active = true;
+    }
+
+    /// The client presented a certificate that verified against the configured client CA:
+    /// it may relay like a client from `relay.allow_networks`.
+    pub fn trust_client_certificate(&mut self) {
+        debug_assert!(self.params.tls_active);
+        self.params.relay_allowed = true;
     }
 
     /// The phase timeout fired (RFC 5321 §4.5.3.2); queues 421 and closes.
@@ -339,12 +365,23 @@ impl Session {
         })
     }
 
-    /// Whether messages of this session may be DKIM-signed: only those of trusted clients
-    /// (`relay.allow_networks`). Signing mail from anyone else would turn a forged From into a
-    /// signed one.
-    pub fn may_sign(&self) -> bool {
-        // LIMITATION(L15): authenticated clients will be trusted here too once AUTH exists (L1).
+    /// The client's address and port.
+    pub fn peer(&self) -> std::net::SocketAddr {
+        self.params.peer
+    }
+
+    /// Mail from this client is taken on trust: it is not verified (SPF, DKIM, DMARC) and its
+    /// own `Authentication-Results:` fields are kept. Today that is a client inside
+    /// `allow_networks`; an authenticated client is the next to join.
+    pub fn is_trusted(&self) -> bool {
         self.params.relay_allowed
+    }
+
+    /// Whether messages of this session may be DKIM-signed: only those of trusted clients.
+    /// Signing mail from anyone else would turn a forged From into a signed one.
+    pub fn may_sign(&self) -> bool {
+        // LIMITATION(L15): authenticated clients will be trusted too once AUTH exists (L1).
+        self.is_trusted()
     }
 
     /// A Close is pending: the driver flushes the output and closes.

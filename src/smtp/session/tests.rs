@@ -879,3 +879,30 @@ fn a_full_store_refuses_new_transactions_with_452() {
         ]
     );
 }
+
+#[test]
+fn a_dmarc_rejection_is_550_5_7_1_and_the_session_goes_on() {
+    let mut session = Session::new(params());
+    assert!(!session.is_trusted());
+    session.greet();
+    let mut body = Vec::new();
+    let input = dialogue(&[EHLO, MAIL, RCPT, "DATA\r\nx\r\n.\r\n", MAIL]);
+    let (used, event) = session.feed(&input, &mut body);
+    assert_eq!(event, Event::MessageBegin);
+    let (more, event) = session.feed(&input[used..], &mut body);
+    assert_eq!(event, Event::MessageComplete);
+    session.message_stored(StoreOutcome::DmarcRejected);
+    session.feed(&input[used + more..], &mut body);
+    let output = String::from_utf8_lossy(session.output()).into_owned();
+    assert!(
+        output.ends_with(
+            "550 5.7.1 message rejected: the sender's DMARC policy is reject and it failed\r\n\
+             250 2.1.0 Ok\r\n"
+        ),
+        "{output}"
+    );
+
+    let mut trusted = params();
+    trusted.relay_allowed = true;
+    assert!(Session::new(trusted).is_trusted());
+}
