@@ -226,3 +226,27 @@ fn every_bad_key_is_reported_at_once_and_stops_the_relay() {
         assert!(!stderr.contains("good.pem"), "{stderr}");
     }
 }
+
+#[test]
+fn rsa_keygen_without_openssl_says_what_to_install() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("k.pem");
+    let output = Command::new(postern_binary())
+        .args([
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.com",
+            "--selector",
+            "s",
+        ])
+        .args(["--algorithm", "rsa-sha256", "--output"])
+        .arg(&path)
+        .env("PATH", directory.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("`openssl` is not on PATH"), "{stderr}");
+    assert!(!path.exists(), "nothing is written when generation fails");
+}
