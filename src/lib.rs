@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod dkim;
 pub mod fatal;
 pub mod listener;
 pub mod logging;

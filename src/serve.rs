@@ -18,14 +18,16 @@ use crate::config::{AuthMode, Config};
 use crate::control::credentials::Authenticator;
 use crate::control::reload::Reloadable;
 use crate::control::Control;
+use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
 use crate::tls::client::OutboundTlsConfigs;
 use crate::tls::InboundTls;
 
-/// Runs the relay until it is told to stop.
-pub fn serve(mut config: Config) -> Result<(), Fatal> {
+/// Runs the relay until it is told to stop. `signing_keys` are the `[[dkim]]` keys, already
+/// loaded and checked (`SigningKeys::load`).
+pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), Fatal> {
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
@@ -93,6 +95,7 @@ pub fn serve(mut config: Config) -> Result<(), Fatal> {
             link,
             tls: tls.clone(),
             outbound_tls: Arc::clone(&outbound_tls),
+            signing_keys: Arc::clone(&signing_keys),
         })
         .collect();
     let shards = match Shards::start(Arc::clone(&config), specs) {

@@ -63,7 +63,7 @@ pub enum Verdict {
 }
 
 /// The SASL mechanisms offered (RFC 4616 PLAIN, and the LOGIN that older clients still use).
-// LIMITATION(L20): no challenge-response mechanism (SCRAM), which would need other than an
+// LIMITATION(L17): no challenge-response mechanism (SCRAM), which would need other than an
 // argon2id hash stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mechanism {

@@ -177,7 +177,7 @@ impl UserTable {
         }
     }
 
-    // LIMITATION(L20): names (and passwords, in `verify_phc`) are compared as the octets the
+    // LIMITATION(L17): names (and passwords, in `verify_phc`) are compared as the octets the
     // client sent, without SASLprep (RFC 4013).
     fn phc(&self, username: &str) -> Option<&str> {
         self.lines.iter().find_map(|line| match line {

@@ -54,7 +54,6 @@ impl SpoolMessage {
 
     /// Adds header fields that can only be written once the whole message is known (a
     /// signature, verification results). They are stored in the COMMIT and go out first.
-    #[allow(dead_code)] // Called by DKIM signing and inbound verification as they land.
     pub fn prepend_header(&mut self, field: &[u8]) {
         self.header_prefix.extend_from_slice(field);
     }

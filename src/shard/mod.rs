@@ -36,6 +36,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::config::{BareLineEndings, Config, ListenerConfig, TlsMode};
+use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
 use link::ShardLink;
@@ -78,6 +79,8 @@ pub struct ShardSpec {
     pub tls: Option<Arc<crate::tls::InboundTls>>,
     /// Client configurations for delivery over TLS, shared by every shard.
     pub outbound_tls: Arc<crate::tls::client::OutboundTlsConfigs>,
+    /// The DKIM keys, loaded once at start and shared read-only by every shard.
+    pub signing_keys: Arc<SigningKeys>,
 }
 
 /// The running shards.
@@ -169,6 +172,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
         link,
         tls,
         outbound_tls,
+        signing_keys,
         ..
     } = spec;
 
@@ -206,6 +210,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
     );
     let context = Rc::new(ShardContext::new(
         &config,
+        signing_keys,
         spool,
         queue,
         link.control.clone(),
@@ -417,6 +422,7 @@ pub(crate) struct ShardContext {
     pub control: link::ControlClient,
     /// `[verification]`; `None` when it is switched off.
     pub verification: Option<verification::VerificationSettings>,
+    pub signing_keys: Arc<SigningKeys>,
     /// Read buffers of ended sessions, reused by new ones (see `connection::ReadBuffer`).
     pub read_buffers: std::cell::RefCell<Vec<Vec<u8>>>,
     pub counters: Counters,
@@ -431,6 +437,7 @@ pub(crate) struct ShardContext {
 impl ShardContext {
     fn new(
         config: &Config,
+        signing_keys: Arc<SigningKeys>,
         spool: ShardSpool,
         queue: Rc<queue::Queue>,
         control: link::ControlClient,
@@ -458,6 +465,7 @@ impl ShardContext {
             queue,
             control,
             verification: verification::VerificationSettings::from_config(&config.verification),
+            signing_keys,
             read_buffers: std::cell::RefCell::new(Vec::new()),
             counters: Counters::default(),
             sessions: Cell::new(0),

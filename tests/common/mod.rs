@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod certificates;
+pub mod dkim;
 pub mod dns_server;
 pub mod next_hop;
 pub mod verification;

@@ -54,6 +54,8 @@ def transaction(smtp, args):
         body = "Subject: tls probe\r\nMessage-ID: <%s@client.test>\r\n\r\nhello over TLS\r\n" % (
             args.message_id
         )
+        if args.from_header:
+            body = "From: %s\r\n" % args.from_header + body
         replies["data_done"] = smtp.data(body)[0]
     return replies
 
@@ -176,6 +178,7 @@ def main():
     parser.add_argument("--client-key")
     parser.add_argument("--recipient", default="user@example.com")
     parser.add_argument("--message-id", default="probe")
+    parser.add_argument("--from-header", help="a From field to put on the message")
     parser.add_argument("--tls-version", default="1.3")
     args = parser.parse_args()
     scenarios = {

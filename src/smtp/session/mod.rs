@@ -409,6 +409,13 @@ impl Session {
         self.params.relay_allowed || self.authenticated.is_some()
     }
 
+    /// Whether messages of this session may be DKIM-signed: only those of trusted clients
+    /// (allowed networks, a verified client certificate, or AUTH). Signing mail from anyone
+    /// else would turn a forged From into a signed one.
+    pub fn may_sign(&self) -> bool {
+        self.is_trusted()
+    }
+
     /// A Close is pending: the driver flushes the output and closes.
     pub fn wants_close(&self) -> bool {
         matches!(self.mode, Mode::Closed)

@@ -141,7 +141,7 @@ impl Session {
         self.envelope.declared_size = params.size;
         self.envelope.ret = params.ret;
         self.envelope.envid = params.envid;
-        // LIMITATION(L21): RFC 4954 §5 `AUTH=` is checked (xtext) and then dropped, which is
+        // LIMITATION(L18): RFC 4954 §5 `AUTH=` is checked (xtext) and then dropped, which is
         // what §5 asks of an untrusted one; a trusted one is not carried to the next hop.
         self.mail_given = true;
         self.bdat = Bdat::Unused;
