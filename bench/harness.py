@@ -18,10 +18,13 @@ Usage (root, Debian packages postfix installed; `just bench` does both):
                      [--out bench/results/NAME.json]
 
 Scenarios: a = 4 KiB, 50 sessions, a new connection per message; b = the same with connection
-reuse; c = 100 KiB messages; g = open loop (postern-loadgen only) at half of the closed-loop
-rate postern reached in b, for the ack latency. The DKIM (d, e) and STARTTLS (f) scenarios
-are not in the harness yet (STARTTLS is not built) and are reported as skipped, with the reason. `--load`
-picks smtp-source, postern-loadgen or both (the default), so their figures can be compared.
+reuse; c = 100 KiB messages; d and e = (a) with Ed25519 or RSA-2048 DKIM signing of every
+message; f = (a) over STARTTLS (postern-loadgen only: smtp-source speaks no TLS); g = open loop
+(postern-loadgen only) at half of the closed-loop rate postern reached in b, for the ack
+latency. `--load` picks smtp-source, postern-loadgen or both (the default), so their figures
+can be compared. A relay not set up for a scenario's feature is reported as not configured for
+it: the peers here sign nothing (Postfix and Exim need a DKIM milter or module we do not set
+up), Exim is not given a certificate, Postfix gets the same certificate as postern for f.
 
 Durability as configured here: postern acknowledges after the group commit's fdatasync;
 Postfix fsyncs each queue file before its 250 (its normal setting), and Exim fsyncs its spool
@@ -55,12 +58,17 @@ SCENARIOS = {
     "a": {"title": "4 KiB, 50 sessions, new connection per message", "size": 4096, "reuse": False},
     "b": {"title": "4 KiB, 50 sessions, connection reuse", "size": 4096, "reuse": True},
     "c": {"title": "100 KiB, 50 sessions, new connection per message", "size": 102400, "reuse": False},
+    "d": {"title": "(a) with Ed25519 DKIM signing", "size": 4096, "reuse": False,
+          "dkim": "ed25519-sha256"},
+    "e": {"title": "(a) with RSA-2048 DKIM signing", "size": 4096, "reuse": False,
+          "dkim": "rsa-sha256"},
+    "f": {"title": "(a) over STARTTLS", "size": 4096, "reuse": False, "starttls": True,
+          "tools": ["loadgen"]},
 }
-SKIPPED = {
-    "d": "Ed25519 DKIM signing exists (docs/security.md) but is not in the harness yet",
-    "e": "RSA-2048 DKIM signing exists (docs/security.md) but is not in the harness yet",
-    "f": "STARTTLS is not built yet (docs/limitations.md, L1)",
-}
+SKIPPED = {}
+# The sender domain of both load tools, which the DKIM scenarios sign for.
+SENDER = "bench@source.test"
+SIGNING_DOMAIN = "source.test"
 OPEN_LOOP = {"title": "open loop at half of postern's peak (b), 4 KiB, reused connections",
              "size": 4096, "reuse": True}
 SESSIONS = 50
@@ -139,10 +147,28 @@ class Postern:
     name = "postern"
     durability = "fdatasync per group commit before 250"
 
-    def __init__(self, work, next_hop_port):
+    @staticmethod
+    def unsupported(scenario):
+        return None
+
+    def __init__(self, work, next_hop_port, scenario, material):
         self.directory = pathlib.Path(tempfile.mkdtemp(dir=work, prefix="postern-"))
         self.port = free_port()
         self.admin = free_port()
+        features = ""
+        listener_tls = "none"
+        if scenario.get("starttls"):
+            listener_tls = "starttls"
+            features += (
+                f'[tls]\ncertificate = "{material.certificate}"\n'
+                f'private_key = "{material.private_key}"\n\n'
+            )
+        if scenario.get("dkim"):
+            key = material.dkim_keys[scenario["dkim"]]
+            features += (
+                f'[[dkim]]\ndomain = "{SIGNING_DOMAIN}"\nselector = "bench"\n'
+                f'algorithm = "{scenario["dkim"]}"\nprivate_key = "{key}"\n\n'
+            )
         config = self.directory / "postern.toml"
         config.write_text(
             f"""[server]
@@ -152,7 +178,9 @@ shards = 0
 
 [[listener]]
 address = "127.0.0.1:{self.port}"
+tls = "{listener_tls}"
 
+{features}
 [relay]
 allow_networks = ["127.0.0.0/8"]
 
@@ -201,14 +229,25 @@ class Postfix:
     name = "postfix"
     durability = "fsync of each queue file before 250 (Postfix default)"
 
-    def __init__(self, work, next_hop_port):
+    @staticmethod
+    def unsupported(scenario):
+        if scenario.get("dkim"):
+            return "Postfix signs only through a milter (OpenDKIM), which the harness does not set up"
+        return None
+
+    def __init__(self, work, next_hop_port, scenario, material):
         self.directory = pathlib.Path(tempfile.mkdtemp(dir=work, prefix="postfix-"))
         self.directory.chmod(0o755)
         self.port = free_port()
+        environment = dict(os.environ)
+        if scenario.get("starttls"):
+            environment["POSTFIX_TLS_CERTIFICATE"] = str(material.certificate)
+            environment["POSTFIX_TLS_KEY"] = str(material.private_key)
         subprocess.run(
             [str(POSTFIX_INSTANCE), "start", str(self.directory), str(self.port), str(next_hop_port)],
             check=True,
             stdout=subprocess.DEVNULL,
+            env=environment,
         )
 
     def master(self):
@@ -277,7 +316,15 @@ class Exim:
     name = "exim"
     durability = "fsync of each spool file (-D, -H) before 250 (Exim default)"
 
-    def __init__(self, work, next_hop_port):
+    @staticmethod
+    def unsupported(scenario):
+        if scenario.get("dkim"):
+            return "Exim's DKIM signing is not configured by bench/exim-instance.sh"
+        if scenario.get("starttls"):
+            return "bench/exim-instance.sh gives Exim no certificate"
+        return None
+
+    def __init__(self, work, next_hop_port, scenario, material):
         self.directory = pathlib.Path(tempfile.mkdtemp(dir=work, prefix="exim-"))
         self.directory.chmod(0o755)
         self.port = free_port()
@@ -322,21 +369,24 @@ def load_command(tool, scenario, messages, port, json_path):
         command = [SMTP_SOURCE, "-m", str(messages), "-s", str(SESSIONS), "-l", str(scenario["size"])]
         if scenario["reuse"]:
             command.append("-d")
-        return command + ["-f", "bench@source.test", "-t", "rcpt@sink.test", f"127.0.0.1:{port}"]
+        return command + ["-f", SENDER, "-t", "rcpt@sink.test", f"127.0.0.1:{port}"]
     command = [
         str(LOADGEN), "send", "--quiet", "--threads", "1", "--to", f"127.0.0.1:{port}",
         "--messages", str(messages), "--concurrency", str(SESSIONS),
         "--size", str(scenario["size"]), "--per-connection", "0" if scenario["reuse"] else "1",
-        "--json", str(json_path),
+        "--from", SENDER, "--json", str(json_path),
     ]
+    if scenario.get("starttls"):
+        # The certificate is the harness's own; what is measured is the handshake's cost.
+        command += ["--starttls", "--insecure"]
     if scenario.get("rate"):
         command += ["--rate", str(scenario["rate"])]
     return command
 
 
-def run_once(work, relay_class, scenario, messages, tool):
+def run_once(work, relay_class, scenario, messages, tool, material):
     sink = Sink(work)
-    relay = relay_class(work, sink.port)
+    relay = relay_class(work, sink.port, scenario, material)
     report_path = work / "loadgen.json"
     try:
         time.sleep(0.5)
@@ -382,6 +432,34 @@ def summarise(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+class Material:
+    """Keys and a certificate made once per run: an RSA-2048 server certificate (what most
+    MTAs present) and one DKIM key per algorithm, written by `postern dkim keygen`."""
+
+    def __init__(self, work):
+        self.directory = work / "material"
+        self.directory.mkdir()
+        self.directory.chmod(0o755)
+        self.certificate = self.directory / "certificate.pem"
+        self.private_key = self.directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=bench.test", "-keyout", str(self.private_key),
+             "-out", str(self.certificate)],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.private_key.chmod(0o644)  # Postfix's smtpd reads it too.
+        self.dkim_keys = {}
+        for algorithm in ("ed25519-sha256", "rsa-sha256"):
+            path = self.directory / f"dkim-{algorithm}.pem"
+            subprocess.run(
+                [str(POSTERN), "dkim", "keygen", "--domain", SIGNING_DOMAIN, "--selector", "bench",
+                 "--algorithm", algorithm, "--output", str(path)],
+                check=True, stdout=subprocess.DEVNULL,
+            )
+            self.dkim_keys[algorithm] = path
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -405,8 +483,21 @@ def main():
         sys.exit(f"{LOADGEN} is missing: run `cargo build --release --workspace`")
     work = pathlib.Path(tempfile.mkdtemp(prefix="postern-bench-", dir="/var/tmp"))
     work.chmod(0o755)  # Postfix's own user must reach its instance below it.
+    material = Material(work)
     keys = [key for key in chosen if key in SCENARIOS]
-    runs = {(key, tool): {relay: [] for relay in relays} for key in keys for tool in tools}
+    not_configured = {}
+    runs = {}
+    for key in keys:
+        for tool in tools:
+            if tool not in SCENARIOS[key].get("tools", [tool]):
+                continue
+            runs[(key, tool)] = {}
+            for relay in relays:
+                reason = RELAYS[relay].unsupported(SCENARIOS[key])
+                if reason:
+                    not_configured.setdefault(key, {})[relay] = reason
+                else:
+                    runs[(key, tool)][relay] = []
     open_loop = "g" in chosen and "loadgen" in tools
     if open_loop:
         runs[("g", "loadgen")] = {relay: [] for relay in relays}
@@ -418,8 +509,8 @@ def main():
                     # Half of the best closed-loop rate postern reached in (b) so far.
                     peaks = [r["accepted_per_s"] for r in runs.get(("b", "loadgen"), {}).get("postern", [])]
                     scenario = dict(OPEN_LOOP, rate=int(max(peaks, default=4000) / 2))
-                for relay in relays:
-                    result = run_once(work, RELAYS[relay], scenario, args.messages, tool)
+                for relay in runs[(key, tool)]:
+                    result = run_once(work, RELAYS[relay], scenario, args.messages, tool, material)
                     result["offered_per_s"] = scenario.get("rate")
                     runs[(key, tool)][relay].append(result)
                     latency = (
@@ -444,6 +535,7 @@ def main():
         "durability": {relay: RELAYS[relay].durability for relay in relays},
         "scenarios": {},
         "skipped": {key: SKIPPED[key] for key in chosen if key in SKIPPED},
+        "not_configured": not_configured,
     }
     for (key, tool), by_relay in runs.items():
         title = OPEN_LOOP["title"] if key == "g" else SCENARIOS[key]["title"]

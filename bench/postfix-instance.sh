@@ -28,6 +28,9 @@ start)
         "$directory/etc/master.cf"
     grep -q "^127.0.0.1:$listen_port " "$directory/etc/master.cf" \
         || { echo "could not set the listener in master.cf" >&2; exit 1; }
+    # POSTFIX_TLS_CERTIFICATE and POSTFIX_TLS_KEY (PEM files) offer STARTTLS, for scenario f.
+    tls_level=none
+    [ -n "${POSTFIX_TLS_CERTIFICATE:-}" ] && tls_level=may
     cat >"$directory/etc/main.cf" <<CONF
 compatibility_level = 3.6
 queue_directory = $directory/spool
@@ -44,7 +47,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
 local_recipient_maps =
 smtp_tls_security_level = none
-smtpd_tls_security_level = none
+smtpd_tls_security_level = $tls_level
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
 smtpd_client_connection_rate_limit = 0
@@ -58,6 +61,12 @@ alias_database =
 biff = no
 shlib_directory = /usr/lib/postfix
 CONF
+    if [ "$tls_level" = may ]; then
+        cat >>"$directory/etc/main.cf" <<CONF
+smtpd_tls_cert_file = $POSTFIX_TLS_CERTIFICATE
+smtpd_tls_key_file = ${POSTFIX_TLS_KEY:?POSTFIX_TLS_KEY must name the certificate's key}
+CONF
+    fi
     # Postfix reports configuration errors to a terminal only; script(1) gives it one.
     script -qc "postfix -c $directory/etc check" /dev/null || { echo "postfix check failed" >&2; exit 1; }
     postfix -c "$directory/etc" start
