@@ -64,7 +64,7 @@ CONF
     if [ "$tls_level" = may ]; then
         cat >>"$directory/etc/main.cf" <<CONF
 smtpd_tls_cert_file = $POSTFIX_TLS_CERTIFICATE
-smtpd_tls_key_file = ${POSTFIX_TLS_KEY:?POSTFIX_TLS_KEY must name the certificate's key}
+smtpd_tls_key_file = ${POSTFIX_TLS_KEY:?POSTFIX_TLS_KEY must name the key of the certificate}
 CONF
     fi
     # Postfix reports configuration errors to a terminal only; script(1) gives it one.
