@@ -158,6 +158,7 @@ fn write_envelope(out: &mut Vec<u8>, envelope: &Envelope, pending: &[usize]) {
         out.extend_from_slice(b" SMTPUTF8");
     }
     out.extend_from_slice(envelope.dsn_mail_parameters().as_bytes());
+    out.extend_from_slice(envelope.auth_mail_parameter().as_bytes());
     out.extend_from_slice(b"\r\n");
 
     for (index, recipient) in envelope.rcpt_to.iter().enumerate() {

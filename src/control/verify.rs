@@ -177,7 +177,7 @@ impl Verifier {
 
     /// Writes the `Authentication-Results:` field (RFC 8601 §2.2): both SPF identities, every
     /// DKIM signature (or `dkim=none`), and DMARC.
-    // LIMITATION(L20): the verdict is only recorded; no DMARC report, ARC seal or
+    // LIMITATION(L19): the verdict is only recorded; no DMARC report, ARC seal or
     // Received-SPF field is produced.
     fn verdict(
         &self,

@@ -395,6 +395,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin, T: Timer> Client<S, T> {
         if self.extensions.dsn {
             mail.push_str(&envelope.dsn_mail_parameters());
         }
+        if self.extensions.auth {
+            // RFC 4954 §5: a relay passes AUTH= on to hops that offer AUTH.
+            mail.push_str(&envelope.auth_mail_parameter());
+        }
         commands.push(Stage::Mail, mail + "\r\n");
 
         for &index in message.recipients {

@@ -139,6 +139,8 @@ pub struct Extensions {
     pub chunking: bool,
     pub dsn: bool,
     pub starttls: bool,
+    /// AUTH (RFC 4954): the hop takes the `AUTH=` parameter on MAIL.
+    pub auth: bool,
 }
 
 impl Extensions {
@@ -159,6 +161,7 @@ impl Extensions {
                 "SMTPUTF8" => extensions.smtputf8 = true,
                 "CHUNKING" => extensions.chunking = true,
                 "DSN" => extensions.dsn = true,
+                "AUTH" => extensions.auth = true,
                 "STARTTLS" => extensions.starttls = true,
                 _ => {}
             }

@@ -114,6 +114,8 @@ impl Queue {
             declared_size: None,
             ret: None,
             envid: None,
+            // RFC 4954 §5: a message the relay writes itself was submitted by nobody.
+            auth: Some("<>".to_owned()),
         };
 
         let queue_id = self.next_queue_id();

@@ -63,7 +63,7 @@ impl MessageVerification {
             helo: envelope.helo.clone(),
             mail_from: envelope.mail_from.clone(),
         };
-        // LIMITATION(L20): SPF starts here, at the first body event, because the session
+        // LIMITATION(L19): SPF starts here, at the first body event, because the session
         // raises none at MAIL FROM.
         let spf = control.start_spf(identities.clone(), settings.timeout);
         MessageVerification {
@@ -81,7 +81,7 @@ impl MessageVerification {
         self.filter.filter(body, &mut self.scratch);
         std::mem::swap(body, &mut self.scratch);
 
-        // LIMITATION(L19): DKIM needs the whole message, so the copy grows with the body,
+        // LIMITATION(L18): DKIM needs the whole message, so the copy grows with the body,
         // up to the session's message size limit.
         self.content.extend_from_slice(body);
     }

@@ -56,6 +56,9 @@ pub struct Envelope {
     pub ret: Option<Ret>,
     /// ENVID= with the xtext decoded (RFC 3461 §4.4).
     pub envid: Option<String>,
+    /// RFC 4954 §5 `AUTH=`: who submitted the message, xtext decoded, or `<>` when unknown.
+    /// Kept as the client gave it only from a trusted client; anyone else's becomes `<>`.
+    pub auth: Option<String>,
 }
 
 impl Notify {
@@ -106,6 +109,16 @@ impl Envelope {
         parameters
     }
 
+    /// The `AUTH=` parameter of MAIL (RFC 4954 §5), after a space, for a next hop that offers
+    /// AUTH; empty when the message came without one.
+    pub fn auth_mail_parameter(&self) -> String {
+        match self.auth.as_deref() {
+            None => String::new(),
+            Some("<>") => " AUTH=<>".to_owned(),
+            Some(identity) => format!(" AUTH={}", encode_xtext(identity)),
+        }
+    }
+
     /// Forgets the transaction but keeps the EHLO/HELO argument, as RSET and the end of a
     /// transaction do (RFC 5321 §4.1.1.5).
     pub fn reset_transaction(&mut self) {
@@ -136,7 +149,9 @@ mod tests {
             declared_size: Some(10),
             ret: Some(Ret::Full),
             envid: Some("x".into()),
+            auth: Some("a@example.org".into()),
         };
+        assert_eq!(envelope.auth_mail_parameter(), " AUTH=a@example.org");
         envelope.reset_transaction();
         assert_eq!(
             envelope,

@@ -10,6 +10,7 @@
 //! ```text
 //! COMMIT   version, queue_id str, received_at u64, helo str, mail_from str, body_type u8,
 //!          smtputf8 bool, declared_size option u64, ret option u8, envid option str,
+//!          auth option str,
 //!          count × (address str, notify option u8 bitmask, orcpt option str),
 //!          header_prefix bytes, body tag u8: 0 inline bytes | 1 count × (generation u64, segment u64, offset u64,
 //!          length u32)
@@ -161,6 +162,7 @@ impl CommitRecord {
             put_u8(out, ret_byte(*ret))
         });
         put_option(out, envelope.envid.as_deref(), put_str);
+        put_option(out, envelope.auth.as_deref(), put_str);
 
         put_count(out, envelope.rcpt_to.len());
         for recipient in &envelope.rcpt_to {
@@ -230,6 +232,7 @@ fn read_envelope(reader: &mut Reader<'_>) -> Result<Envelope, PayloadError> {
         tag => Err(PayloadError::InvalidTag { field: "ret", tag }),
     })?;
     let envid = reader.option("envid", |reader| reader.string("envid"))?;
+    let auth = reader.option("auth", |reader| reader.string("auth"))?;
 
     let count = reader.count("rcpt_to", RECIPIENT_MIN_BYTES)?;
     let mut rcpt_to = Vec::with_capacity(count);
@@ -250,6 +253,7 @@ fn read_envelope(reader: &mut Reader<'_>) -> Result<Envelope, PayloadError> {
         declared_size,
         ret,
         envid,
+        auth,
     })
 }
 
@@ -443,6 +447,7 @@ mod tests {
             declared_size: Some(12_345),
             ret: Some(Ret::Headers),
             envid: Some("QQ314159".into()),
+            auth: Some("sub+mitter@example.org".into()),
         }
     }
 
@@ -665,10 +670,14 @@ mod tests {
                 any::<Option<u64>>(),
                 proptest::option::of(any::<bool>()),
                 proptest::option::of(".*"),
+                proptest::option::of(".*"),
             ),
         )
             .prop_map(
-                |((helo, mail_from, rcpt_to), (eight_bit, smtputf8, declared_size, ret, envid))| {
+                |(
+                    (helo, mail_from, rcpt_to),
+                    (eight_bit, smtputf8, declared_size, ret, envid, auth),
+                )| {
                     Envelope {
                         helo,
                         mail_from,
@@ -682,6 +691,7 @@ mod tests {
                         declared_size,
                         ret: ret.map(|full| if full { Ret::Full } else { Ret::Headers }),
                         envid,
+                        auth,
                     }
                 },
             )

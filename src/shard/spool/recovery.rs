@@ -342,6 +342,7 @@ mod tests {
                 declared_size: None,
                 ret: None,
                 envid: None,
+                auth: None,
             },
             header_prefix: Vec::new(),
             body: BodyLocation::Inline(b"Subject: hi\r\n\r\nhello\r\n".to_vec()),

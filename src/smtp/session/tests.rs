@@ -1039,6 +1039,23 @@ mod auth {
         assert_eq!(seen, [(None, "alice".to_owned(), "secret".to_owned())]);
         let received = t.received.expect("a message was stored");
         assert!(received.contains(" with ESMTPSA id Q1"), "{received}");
+        // RFC 4954 §5: an authenticated client's AUTH= is believed and carried on.
+        assert_eq!(t.envelopes[0].auth.as_deref(), Some("alice@origin.example"));
+    }
+
+    #[test]
+    fn an_untrusted_clients_auth_parameter_becomes_empty() {
+        let (t, _) = run(
+            auth_params(true),
+            &[
+                EHLO,
+                "MAIL FROM:<x@origin.example> AUTH=boss@example.com\r\n",
+                "RCPT TO:<user@example.com>\r\n",
+                "DATA\r\nhi\r\n.\r\n",
+            ],
+        );
+        assert_eq!(t.replies().last().map(String::as_str), Some("250 2.0.0"));
+        assert_eq!(t.envelopes[0].auth.as_deref(), Some("<>"));
     }
 
     #[test]

@@ -141,8 +141,15 @@ impl Session {
         self.envelope.declared_size = params.size;
         self.envelope.ret = params.ret;
         self.envelope.envid = params.envid;
-        // LIMITATION(L18): RFC 4954 §5 `AUTH=` is checked (xtext) and then dropped, which is
-        // what §5 asks of an untrusted one; a trusted one is not carried to the next hop.
+        // RFC 4954 §5: the identity is believed only from a client we trust to assert it;
+        // from anyone else it is passed on as `<>`.
+        self.envelope.auth = params.auth.map(|identity| {
+            if self.is_trusted() {
+                identity
+            } else {
+                "<>".to_owned()
+            }
+        });
         self.mail_given = true;
         self.bdat = Bdat::Unused;
         self.answer(Reply::new(250, Some(EnhancedStatus::new(2, 1, 0)), "Ok"))
