@@ -117,11 +117,9 @@ fn starttls_encrypts_and_resets_the_session() {
 
     let stored = tls.relay.stored();
     assert_eq!(stored.len(), 1);
-    assert!(
-        stored[0].message_text().contains("with ESMTPS id"),
-        "{}",
-        stored[0].message_text()
-    );
+    let text = stored[0].message_text();
+    assert!(text.contains("with ESMTPS id"), "{text}");
+    assert!(text.contains("(using TLSv1.3 with cipher TLS13_"), "{text}");
 }
 
 #[test]

@@ -500,6 +500,8 @@ impl Driver {
             TlsMode::Implicit => self.session.tls_from_start(),
             _ => self.session.tls_established(),
         }
+        self.session
+            .tls_cipher(details.version, details.cipher.clone());
         if self.listener.client_certificates {
             if let Some(fingerprint) = &details.client_certificate {
                 info!(

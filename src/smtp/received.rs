@@ -17,6 +17,9 @@ pub(super) struct Trace<'a> {
     pub esmtp: bool,
     pub smtputf8: bool,
     pub tls: bool,
+    /// The TLS version and suite (`TLSv1.3`, `TLS13_AES_256_GCM_SHA384`), written as a comment
+    /// after the FROM clause, as Postfix does, so a reader can audit how the message arrived.
+    pub tls_cipher: Option<(&'a str, &'a str)>,
     /// AUTH succeeded in this session (RFC 3848 §2, the `A` suffix).
     pub authenticated: bool,
     pub queue_id: &'a str,
@@ -63,12 +66,17 @@ pub(super) fn received_header(trace: &Trace<'_>) -> String {
     // `write!` into a String cannot fail; the results are ignored for that reason.
     let _ = write!(
         header,
-        "Received: from {} ({})\r\n\tby {} (postern) with {} id {}",
+        "Received: from {} ({})",
         clause_safe(trace.helo),
-        address_literal(trace.peer),
-        trace.hostname,
-        protocol,
-        trace.queue_id,
+        address_literal(trace.peer)
+    );
+    if let Some((version, cipher)) = trace.tls_cipher {
+        let _ = write!(header, "\r\n\t(using {version} with cipher {cipher})");
+    }
+    let _ = write!(
+        header,
+        "\r\n\tby {} (postern) with {} id {}",
+        trace.hostname, protocol, trace.queue_id,
     );
     // RFC 5321 §4.4: a FOR clause with more than one recipient would disclose Bcc recipients
     // to each other, so it appears only for a single recipient.
@@ -121,6 +129,7 @@ mod tests {
             esmtp: true,
             smtputf8: false,
             tls: true,
+            tls_cipher: None,
             authenticated: false,
             queue_id: "Q1",
             recipients: &recipients,
@@ -134,6 +143,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_sessions_name_their_version_and_suite() {
+        let recipients = [recipient("b@example.com")];
+        let trace = Trace {
+            hostname: "mx.example.net",
+            helo: "client.example",
+            peer: "192.0.2.7".parse().expect("literal"),
+            esmtp: true,
+            smtputf8: false,
+            tls: true,
+            tls_cipher: Some(("TLSv1.3", "TLS13_AES_256_GCM_SHA384")),
+            authenticated: false,
+            queue_id: "Q1",
+            recipients: &recipients,
+            date: "Thu, 1 Jan 2026 00:00:00 +0000",
+        };
+        assert_eq!(
+            received_header(&trace),
+            "Received: from client.example ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher \
+             TLS13_AES_256_GCM_SHA384)\r\n\tby mx.example.net (postern) with ESMTPS id Q1\r\n\t\
+             for <b@example.com>; Thu, 1 Jan 2026 00:00:00 +0000\r\n"
+        );
+    }
+
+    #[test]
     fn many_recipients_hide_the_for_clause() {
         let recipients = [recipient("a@example.com"), recipient("b@example.com")];
         let trace = Trace {
@@ -143,6 +176,7 @@ mod tests {
             esmtp: false,
             smtputf8: false,
             tls: false,
+            tls_cipher: None,
             authenticated: false,
             queue_id: "Q2",
             recipients: &recipients,

@@ -164,6 +164,8 @@ pub struct Session {
     /// that the client still learns its message was queued.
     close_after_store: Option<Reply>,
     /// The user name AUTH succeeded for; it grants relaying (RFC 4954 §6).
+    /// The TLS version and suite the session negotiated, for the `Received:` header.
+    tls_cipher: Option<(&'static str, String)>,
     authenticated: Option<String>,
     /// AUTH attempts refused in this session; reaching the limit closes it.
     auth_failures: u32,
@@ -188,6 +190,7 @@ impl Session {
             bad_commands: 0,
             storage_full: false,
             close_after_store: None,
+            tls_cipher: None,
             authenticated: None,
             auth_failures: 0,
             credentials: None,
@@ -325,6 +328,11 @@ impl Session {
         self.params.tls_active = true;
     }
 
+    /// Records the TLS version and suite for the `Received:` header (Postfix's `using ...`).
+    pub fn tls_cipher(&mut self, version: &'static str, cipher: String) {
+        self.tls_cipher = Some((version, cipher));
+    }
+
     /// The client presented a certificate that verified against the configured client CA:
     /// it may relay like a client from `relay.allow_networks`.
     pub fn trust_client_certificate(&mut self) {
@@ -390,6 +398,10 @@ impl Session {
             esmtp: self.hello == Some(Hello::Ehlo),
             smtputf8: self.envelope.smtputf8,
             tls: self.params.tls_active,
+            tls_cipher: self
+                .tls_cipher
+                .as_ref()
+                .map(|(version, cipher)| (*version, cipher.as_str())),
             authenticated: self.authenticated.is_some(),
             queue_id,
             recipients: &self.envelope.rcpt_to,
