@@ -59,10 +59,11 @@ fn signed_mail_passes_at_the_sink(algorithm: &str) {
         "the sink did not listen"
     );
 
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let relay = Relay::start(Options {
         shards: Some(2),
         routes: Some(smarthost_route(sink_address.parse().expect("address"))),
-        extra: keys.config.clone(),
+        extra: format!("{}\n[admin]\naddress = \"{admin}\"\n", keys.config),
         ..Options::default()
     });
     let send = Command::new(&loadgen)
@@ -95,6 +96,10 @@ fn signed_mail_passes_at_the_sink(algorithm: &str) {
         ),
         (Some(MESSAGES as u64), Some(0), Some(0)),
         "{algorithm}: {report}"
+    );
+    assert_eq!(
+        common::metric_total(admin, "postern_messages_signed_total"),
+        MESSAGES as u64
     );
 }
 

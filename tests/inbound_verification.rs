@@ -141,7 +141,12 @@ fn a_dkimpy_signature_passes_and_a_tampered_message_fails() {
 #[test]
 fn with_dmarc_reject_a_reject_policy_failure_gets_550_and_is_never_stored() {
     let dns = DnsServer::start(zone());
-    let relay = start(&dns, UNTRUSTED, "dmarc_reject = true");
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let relay = start(
+        &dns,
+        UNTRUSTED,
+        &format!("dmarc_reject = true\n\n[admin]\naddress = \"{admin}\""),
+    );
     let from = "author@signed.test";
 
     let mut client = relay.connect();
@@ -164,6 +169,14 @@ fn with_dmarc_reject_a_reject_policy_failure_gets_550_and_is_never_stored() {
     let stored = relay.stored();
     assert_eq!(stored.len(), 1, "only the passing message is stored");
     assert!(stored[0].message_text().contains("Subject: accepted\r\n"));
+    assert_eq!(
+        common::metric_total(admin, "postern_messages_verified_total"),
+        2
+    );
+    assert_eq!(
+        common::metric_total(admin, "postern_messages_refused_dmarc_total"),
+        1
+    );
 }
 
 #[test]

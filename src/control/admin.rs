@@ -258,7 +258,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
         })
         .collect();
     type Read = fn(&ShardMetrics) -> u64;
-    let families: [(&str, &str, &str, Read); 19] = [
+    let families: [(&str, &str, &str, Read); 22] = [
         (
             "sessions_accepted_total",
             "counter",
@@ -306,6 +306,24 @@ fn render_metrics(replies: &[AdminReply]) -> String {
             "counter",
             "SMTP AUTH attempts answered 454: the client was rate limited, or no check in time.",
             |m| m.auth_temporary_failures,
+        ),
+        (
+            "messages_signed_total",
+            "counter",
+            "Messages stored with at least one DKIM signature of ours.",
+            |m| m.messages_signed,
+        ),
+        (
+            "messages_verified_total",
+            "counter",
+            "Messages of untrusted clients checked with SPF, DKIM and DMARC.",
+            |m| m.messages_verified,
+        ),
+        (
+            "messages_refused_dmarc_total",
+            "counter",
+            "Messages refused with 550 5.7.1: DMARC fail under p=reject, with dmarc_reject on.",
+            |m| m.messages_refused_dmarc,
         ),
         ("sessions_active", "gauge", "SMTP sessions open now.", |m| {
             m.sessions_active

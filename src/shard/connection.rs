@@ -397,15 +397,24 @@ impl Driver {
 
         let outcome = match self.message.take() {
             None => StoreOutcome::TemporaryFailure,
-            Some(message) => match self.signed(message).commit(self.session.envelope()).await {
-                Ok((record, location)) => {
-                    self.context.queue.accept(location, record);
-                    StoreOutcome::Stored {
-                        queue_id: self.queue_id.clone(),
+            Some(message) => {
+                let (message, signed) = self.signed(message);
+                match message.commit(self.session.envelope()).await {
+                    Ok((record, location)) => {
+                        let counters = &self.context.counters;
+                        if signed {
+                            counters
+                                .messages_signed
+                                .set(counters.messages_signed.get() + 1);
+                        }
+                        self.context.queue.accept(location, record);
+                        StoreOutcome::Stored {
+                            queue_id: self.queue_id.clone(),
+                        }
                     }
+                    Err(failure) => store_failure(&self.queue_id, &failure),
                 }
-                Err(failure) => store_failure(&self.queue_id, &failure),
-            },
+            }
         };
         if let StoreOutcome::Stored { queue_id } = &outcome {
             self.messages_accepted += 1;
@@ -427,14 +436,17 @@ impl Driver {
 
     /// Adds the DKIM signatures, if this message gets any, in front of the stored content.
     // LIMITATION(L16): signing runs here, on the shard; an RSA signature holds it up to ~1 ms.
-    fn signed(&mut self, mut message: SpoolMessage) -> SpoolMessage {
+    /// Returns whether it was signed, for the counter once it is stored.
+    fn signed(&mut self, mut message: SpoolMessage) -> (SpoolMessage, bool) {
+        let mut signed = false;
         if let Some(signer) = self.signer.as_mut() {
             let signatures = signer.finish(unix_ms(SystemTime::now()) / 1000);
             if !signatures.is_empty() {
                 message.prepend_header(signatures);
+                signed = true;
             }
         }
-        message
+        (message, signed)
     }
 
     /// Runs the TLS handshake on the session's socket, bounded by the command timeout and the
@@ -544,6 +556,15 @@ impl Driver {
 
         let verdict = verification.verdict(&self.context.control, settings).await;
         let refused = settings.dmarc_reject && verdict.dmarc_rejects;
+        let counters = &self.context.counters;
+        counters
+            .messages_verified
+            .set(counters.messages_verified.get() + 1);
+        if refused {
+            counters
+                .messages_refused_dmarc
+                .set(counters.messages_refused_dmarc.get() + 1);
+        }
         debug!(queue_id = %self.queue_id, verdict = %verdict.summary, refused, "message verified");
         if refused {
             info!(

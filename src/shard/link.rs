@@ -73,6 +73,9 @@ pub struct ShardMetrics {
     pub auth_successes: u64,
     pub auth_failures: u64,
     pub auth_temporary_failures: u64,
+    pub messages_signed: u64,
+    pub messages_verified: u64,
+    pub messages_refused_dmarc: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
     /// Batches written, each one write and one fdatasync (plus one per new segment).

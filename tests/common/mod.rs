@@ -412,3 +412,19 @@ pub fn eventually(patience: Duration, mut condition: impl FnMut() -> bool) -> bo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The sum over shards of one counter on `/metrics` of the admin API at `admin`.
+pub fn metric_total(admin: SocketAddr, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(admin).expect("connect to the admin API");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
