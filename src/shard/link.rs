@@ -269,22 +269,11 @@ impl ControlClient {
     /// Sends a liveness ping and waits for the answer, at most `patience`.
     pub async fn ping(&self, shard: usize, patience: Duration) -> Result<(), ControlUnavailable> {
         let (reply_tx, reply_rx) = flume::bounded(1);
-        self.requests
-            .send_async(ControlRequest::Ping {
-                shard,
-                reply: reply_tx,
-            })
-            .await
-            .map_err(|_| ControlUnavailable)?;
-
-        let answer = glommio::timer::timeout(patience, async {
-            reply_rx
-                .recv_async()
-                .await
-                .map_err(|error| glommio::GlommioError::IoError(std::io::Error::other(error)))
-        })
-        .await;
-        match answer {
+        let request = ControlRequest::Ping {
+            shard,
+            reply: reply_tx,
+        };
+        match self.exchange(request, reply_rx, patience).await {
             Ok(ControlReply::Pong) => Ok(()),
             Err(_) => Err(ControlUnavailable),
         }
@@ -337,22 +326,15 @@ impl ControlClient {
             deadline: Instant::now() + patience,
             reply: reply_tx,
         };
-        let exchange = async {
-            self.requests
-                .send_async(request)
-                .await
-                .map_err(|_| ControlUnavailable.to_string())?;
-            reply_rx
-                .recv_async()
-                .await
-                .map_err(|_| ControlUnavailable.to_string())?
-        };
         // The control thread gives up at the deadline itself; the margin lets its answer,
         // and the socket in it, come back rather than be dropped on the floor.
         let wait = patience + CONNECT_REPLY_GRACE;
-        match glommio::timer::timeout(wait, async { Ok(exchange.await) }).await {
+        match self.exchange(request, reply_rx, wait).await {
             Ok(answer) => answer,
-            Err(_) => Err(format!("connect to {address} from {source}: timed out")),
+            Err(NoAnswer::Gone) => Err(ControlUnavailable.to_string()),
+            Err(NoAnswer::TimedOut) => {
+                Err(format!("connect to {address} from {source}: timed out"))
+            }
         }
     }
 
@@ -388,18 +370,10 @@ impl ControlClient {
             deadline: Instant::now() + patience,
             reply: reply_tx,
         };
-        let exchange = async {
-            self.requests
-                .send_async(request)
-                .await
-                .map_err(|_| ControlUnavailable)?;
-            reply_rx.recv_async().await.map_err(|_| ControlUnavailable)
-        };
         let waited = patience + VERIFICATION_REPLY_GRACE;
-        match glommio::timer::timeout(waited, async { Ok(exchange.await) }).await {
-            Ok(answer) => answer,
-            Err(_) => Err(ControlUnavailable),
-        }
+        self.exchange(request, reply_rx, waited)
+            .await
+            .map_err(|_| ControlUnavailable)
     }
 
     /// Has `credentials` verified on the control thread, waiting at most `patience`. A control
@@ -418,13 +392,7 @@ impl ControlClient {
             deadline: Instant::now() + patience,
             reply: reply_tx,
         };
-        let exchange = async {
-            if self.requests.send_async(request).await.is_err() {
-                return Verdict::Unavailable;
-            }
-            reply_rx.recv_async().await.unwrap_or(Verdict::Unavailable)
-        };
-        glommio::timer::timeout(patience, async { Ok(exchange.await) })
+        self.exchange(request, reply_rx, patience)
             .await
             .unwrap_or(Verdict::Unavailable)
     }
@@ -437,20 +405,41 @@ impl ControlClient {
         reply: flume::Receiver<Result<T, DnsFailure>>,
         patience: Duration,
     ) -> Result<T, DnsFailure> {
-        let unavailable = || DnsFailure::Temporary(ControlUnavailable.to_string());
-        let exchange = async {
-            self.requests
-                .send_async(request)
-                .await
-                .map_err(|_| unavailable())?;
-            reply.recv_async().await.map_err(|_| unavailable())?
-        };
-
-        match glommio::timer::timeout(patience, async { Ok(exchange.await) }).await {
+        match self.exchange(request, reply, patience).await {
             Ok(answer) => answer,
-            Err(_) => Err(DnsFailure::Temporary(format!(
+            Err(NoAnswer::Gone) => Err(DnsFailure::Temporary(ControlUnavailable.to_string())),
+            Err(NoAnswer::TimedOut) => Err(DnsFailure::Temporary(format!(
                 "no DNS answer within {patience:?}"
             ))),
         }
     }
+
+    /// Sends `request` and waits for its answer on `reply`; `wait` bounds both the wait for
+    /// room in the request channel and the wait for the answer.
+    async fn exchange<T>(
+        &self,
+        request: ControlRequest,
+        reply: flume::Receiver<T>,
+        wait: Duration,
+    ) -> Result<T, NoAnswer> {
+        let exchange = async {
+            self.requests
+                .send_async(request)
+                .await
+                .map_err(|_| NoAnswer::Gone)?;
+            reply.recv_async().await.map_err(|_| NoAnswer::Gone)
+        };
+        match glommio::timer::timeout(wait, async { Ok(exchange.await) }).await {
+            Ok(answer) => answer,
+            Err(_) => Err(NoAnswer::TimedOut),
+        }
+    }
+}
+
+/// Why a request to the control thread got no answer.
+enum NoAnswer {
+    /// The control thread has stopped (its channel is closed).
+    Gone,
+    /// It did not answer within the wait.
+    TimedOut,
 }
