@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -15,23 +14,8 @@ use common::{eventually, free_port, smarthost_route, Options, Relay};
 
 const MESSAGES: usize = 500;
 
-/// The loadgen binary beside the relay's (`cargo test --workspace` builds both); built here
-/// when a single test file is run on its own.
-fn loadgen() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_BIN_EXE_postern")).with_file_name("postern-loadgen");
-    if !beside.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "postern-loadgen"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p postern-loadgen");
-        assert!(status.success(), "cargo build -p postern-loadgen failed");
-    }
-    beside
-}
-
 fn signed_mail_passes_at_the_sink(algorithm: &str) {
-    let loadgen = loadgen();
+    let loadgen = common::loadgen_binary();
     let keys = Keys::generate("example.com", &[("load", algorithm)]);
     let record_path = keys.directory.path().join("load.txt");
     std::fs::write(&record_path, &keys.records["load._domainkey.example.com"]).unwrap();

@@ -13,28 +13,13 @@ use common::{eventually, free_port, smarthost_route, Options, Relay};
 
 const MESSAGES: usize = 2000;
 
-/// The loadgen binary beside the relay's (`cargo test --workspace` builds both); built here
-/// when a single test file is run on its own.
-fn loadgen() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_BIN_EXE_postern")).with_file_name("postern-loadgen");
-    if !beside.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "postern-loadgen"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p postern-loadgen");
-        assert!(status.success(), "cargo build -p postern-loadgen failed");
-    }
-    beside
-}
-
 fn lines(path: &PathBuf) -> usize {
     std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
 }
 
 #[test]
 fn every_accepted_message_is_delivered_exactly_once() {
-    let loadgen = loadgen();
+    let loadgen = common::loadgen_binary();
     let directory = tempfile::tempdir().expect("temporary directory");
     let sent = directory.path().join("sent.ids");
     let received = directory.path().join("received.ids");

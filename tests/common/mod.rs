@@ -428,3 +428,18 @@ pub fn metric_total(admin: SocketAddr, name: &str) -> u64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// The loadgen binary beside the relay's (`cargo test --workspace` builds both); built here
+/// when a single test file is run on its own.
+pub fn loadgen_binary() -> PathBuf {
+    let beside = PathBuf::from(postern_binary()).with_file_name("postern-loadgen");
+    if !beside.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "postern-loadgen"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p postern-loadgen");
+        assert!(status.success(), "cargo build -p postern-loadgen failed");
+    }
+    beside
+}
