@@ -326,13 +326,8 @@ fn check_material(config: &Config) -> Result<(), Fatal> {
         .iter()
         .any(|listener| listener.auth != config::AuthMode::None);
     if let (true, Some(users_file)) = (auth_offered, &config.auth.users_file) {
-        crate::sasl::UserTable::load(users_file).map_err(|error| {
-            Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!("{}: auth.users_file: {error}", config.source),
-                "fix the line named, or (re)create the file with `postern user add NAME`",
-            )
-        })?;
+        crate::sasl::UserTable::load(users_file)
+            .map_err(|error| error.to_fatal(&format!("{}: auth.users_file", config.source)))?;
     }
     load_signing_keys(config)?;
     Ok(())

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use crate::config::AuthConfig;
-use crate::fatal::{ExitReason, Fatal};
+use crate::fatal::Fatal;
 use crate::sasl::users::dummy_hash;
 use crate::sasl::{Credentials, FailureWindow, UserTable, Verdict};
 
@@ -41,13 +41,8 @@ struct Inner {
 impl Authenticator {
     /// Loads the users file named by `config`; a missing or malformed file stops start-up.
     pub fn load(config: &AuthConfig, users_file: &Path) -> Result<Authenticator, Fatal> {
-        let users = UserTable::load(users_file).map_err(|error| {
-            Fatal::new(
-                ExitReason::ConfigInvalid,
-                format!("auth.users_file: {error}"),
-                "fix the line named, or (re)create the file with `postern user add NAME`",
-            )
-        })?;
+        let users =
+            UserTable::load(users_file).map_err(|error| error.to_fatal("auth.users_file"))?;
         let dummy_phc = dummy_hash().map_err(|error| {
             Fatal::internal(format!("cannot prepare the AUTH dummy hash: {error}"))
         })?;

@@ -35,6 +35,18 @@ pub enum UsersFileError {
     Write { path: PathBuf, error: io::Error },
 }
 
+impl UsersFileError {
+    /// The start-up failure for a users file that cannot be used; `place` names it (the
+    /// configuration key, with the file when known).
+    pub fn to_fatal(&self, place: &str) -> crate::fatal::Fatal {
+        crate::fatal::Fatal::new(
+            crate::fatal::ExitReason::ConfigInvalid,
+            format!("{place}: {self}"),
+            "fix the line named, or (re)create the file with `postern user add NAME`",
+        )
+    }
+}
+
 /// One line of the file, kept in order so a rewrite preserves the operator's comments.
 #[derive(Clone, Debug)]
 enum Line {
