@@ -7,18 +7,8 @@
 # Needs: swaks, python3 (installed by .ci/run and `just interop`).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-postern=${1:-$root/target/debug/postern}
-[ -x "$postern" ] || (cd "$root" && cargo build --quiet --bin postern)
-
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
+port=$(free_port)
 
 cat >"$work/postern.toml" <<TOML
 [server]
@@ -39,13 +29,7 @@ domains = ["*"]
 smarthost = "127.0.0.1:9"
 TOML
 
-"$postern" serve --config "$work/postern.toml" 2>"$work/postern.log" &
-pid=$!
-for _ in $(seq 100); do
-    grep -q "postern ready" "$work/postern.log" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q "postern ready" "$work/postern.log" || { cat "$work/postern.log"; exit 1; }
+start_postern
 
 failures=0
 check() { # name, command...

@@ -8,22 +8,9 @@
 # Needs: testssl.sh, openssl, python3 (installed by .ci/run).
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-postern=${1:-$root/target/debug/postern}
-[ -x "$postern" ] || (cd "$root" && cargo build --quiet --bin postern)
-
-work=$(mktemp -d)
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/common.sh"
 starttls_port=$(free_port)
 implicit_port=$(free_port)
-cleanup() {
-    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=relay.interop.test \
     -addext subjectAltName=DNS:relay.interop.test \
@@ -52,13 +39,7 @@ domains = ["*"]
 smarthost = "127.0.0.1:9"
 TOML
 
-"$postern" serve --config "$work/postern.toml" 2>"$work/postern.log" &
-pid=$!
-for _ in $(seq 100); do
-    grep -q "postern ready" "$work/postern.log" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q "postern ready" "$work/postern.log" || { cat "$work/postern.log"; exit 1; }
+start_postern
 
 scan() { # name, testssl arguments...
     local name=$1
