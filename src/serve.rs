@@ -1,10 +1,11 @@
 //! `postern serve`: from a validated configuration to running shards, and back to exit.
 //!
 //! Start-up does everything that can fail before the first connection is accepted: it resolves
-//! the shard count, checks the memlock limit, loads the AUTH users file, prepares and probes the
-//! spool, binds every listener, and starts the control thread and the shards. Each failure stops the process with
-//! the exit code and fix named in `fatal`. Once running, the process ends when the control
-//! thread, on a signal, has told every shard to drain.
+//! the shard count, checks the memlock limit, loads the AUTH users file, the TLS certificates and
+//! the CAs of delivery, prepares and probes the spool, binds every listener, and starts the
+//! control thread and the shards. Each failure stops the process with the exit code and fix
+//! named in `fatal`. Once running, the process ends when the control thread, on a signal, has
+//! told every shard to drain.
 
 use std::fs;
 use std::io::Write;

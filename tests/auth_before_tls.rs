@@ -1,8 +1,8 @@
 //! Scenario: AUTH on a plaintext listener. With `auth = "optional"` the relay does not
 //! advertise AUTH before TLS and answers it `538 5.7.11`, while mail without AUTH still flows;
 //! with `auth = "required"`, MAIL is `530 5.7.0`. The users file is loaded at start (a missing
-//! one stops start-up with exit 78, and `check-config` reports it too) and reloaded on SIGHUP, keeping the old users when the new
-//! file is bad.
+//! one stops start-up with exit 78, and `check-config` reports it too) and reloaded on SIGHUP,
+//! keeping the old users when the new file is bad.
 
 mod common;
 

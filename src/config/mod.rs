@@ -845,7 +845,8 @@ mod tests {
             "source=test.toml server{hostname=relay.test spool=./postern-spool shards=auto \
              sessions_per_shard_max=10000 shutdown_timeout=30s spool_size_max=none \
              spool_free_min=256MiB spool_segment_size=64MiB spool_keys=none spool_key=none} \
-             listener[0]{address=127.0.0.1:2525 tls=none auth=none client_certificates=false backlog=4096} \
+             listener[0]{address=127.0.0.1:2525 tls=none auth=none client_certificates=false \
+             backlog=4096} \
              auth{users_file=none failures_max=5 failure_window=10m} \
              relay{allow_networks=[127.0.0.0/8,::1/128] local_domains=[]} \
              smtp{message_size_max=50MiB command_line_max=512 text_line_max=1000 \

@@ -322,7 +322,12 @@ impl Outbound {
             Err(reason) if policy == OutboundTls::Opportunistic => {
                 // RFC 7435: opportunistic TLS that fails falls back to clear text. The session
                 // is unusable after a broken handshake, so the fallback is a new connection.
-                debug!(shard = self.shard, %address, %reason, "STARTTLS failed; delivering in clear text");
+                debug!(
+                    shard = self.shard,
+                    %address,
+                    %reason,
+                    "STARTTLS failed; delivering in clear text"
+                );
                 let client = self.open_clear(address, source).await?;
                 Ok((client, Hop { relay, tls: "none" }))
             }

@@ -12,7 +12,8 @@
 //!          smtputf8 bool, declared_size option u64, ret option u8, envid option str,
 //!          auth option str,
 //!          count × (address str, notify option u8 bitmask, orcpt option str),
-//!          header_prefix bytes, body tag u8: 0 inline bytes | 1 count × (generation u64, segment u64, offset u64,
+//!          header_prefix bytes,
+//!          body tag u8: 0 inline bytes | 1 count × (generation u64, segment u64, offset u64,
 //!          length u32)
 //! BODY     version, queue_id str, chunk (the rest of the payload, unprefixed)
 //! outcome  version, queue_id str, count × recipient u32, detail str, next_attempt option u64
