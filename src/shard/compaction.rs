@@ -32,6 +32,7 @@ use std::io;
 use tracing::{debug, info, warn};
 
 use super::queue::Queue;
+use super::spool::{PendingCommit, SpoolFailure};
 use crate::spool::{
     AdminRecord, BodyLocation, BodyRecord, CommitRecord, CopiedState, Extent, OutcomeRecord,
     RecordType, INLINE_BODY_MAX_BYTES,
@@ -46,6 +47,11 @@ const COMPACT_LAG_SEGMENTS: u64 = 4;
 /// byte of new mail it keeps up with a shard accepting up to 4 MiB/s (about 340 GiB a day).
 const COMPACT_PASS_BYTES_MAX: u64 = 4 << 20;
 
+/// A spool write failure as the I/O error compaction reports.
+fn spool_error(failure: SpoolFailure) -> io::Error {
+    io::Error::other(failure.message)
+}
+
 /// What one pass did, for its log line.
 #[derive(Default)]
 struct Pass {
@@ -58,25 +64,31 @@ impl Queue {
     pub(super) async fn compact(&self) {
         let mut pass = Pass::default();
         let mut previous = None;
-        'segments: while let Some(pinned) = self.pinned_messages(COMPACT_LAG_SEGMENTS) {
+        while let Some(pinned) = self.pinned_messages(COMPACT_LAG_SEGMENTS) {
             if previous == Some(pinned.segment) {
                 break; // Nothing this pass could copy freed it.
             }
             previous = Some(pinned.segment);
+
+            let mut chosen = Vec::new();
+            let mut budget_spent = false;
             for (queue_id, bytes) in pinned.messages {
-                if pass.messages > 0 && pass.bytes + bytes > COMPACT_PASS_BYTES_MAX {
-                    break 'segments;
+                let first = pass.messages == 0 && chosen.is_empty();
+                if !first && pass.bytes + bytes > COMPACT_PASS_BYTES_MAX {
+                    budget_spent = true;
+                    break;
                 }
-                if let Err(error) = self.copy_forward(&queue_id).await {
-                    warn!(%queue_id, %error, "cannot copy a message forward; its segment stays");
-                    break 'segments;
-                }
-                debug!(%queue_id, bytes, "message copied forward");
-                pass.messages += 1;
                 pass.bytes += bytes;
+                chosen.push(queue_id);
             }
-            if pinned.in_flight > 0 {
-                break; // Those messages hold the segment until a later pass copies them.
+            pass.messages += chosen.len();
+            if let Err(error) = self.copy_forward(&chosen).await {
+                warn!(%error, "cannot copy messages forward; their segment stays");
+                break;
+            }
+            if budget_spent || pinned.in_flight > 0 {
+                // Messages in flight hold the segment until a later pass copies them.
+                break;
             }
         }
         if pass.messages > 0 {
@@ -88,11 +100,39 @@ impl Queue {
         }
     }
 
-    /// Writes one message again at the head of the log and moves the index to the copy.
-    async fn copy_forward(&self, queue_id: &str) -> io::Result<()> {
+    /// Writes these messages again at the head of the log, all in the filling batch so that
+    /// they share its sync, then moves each one still queued to its copy once it is durable.
+    async fn copy_forward(&self, queue_ids: &[String]) -> io::Result<()> {
+        let mut written = Vec::new();
+        let mut failed = None;
+        for queue_id in queue_ids {
+            match self.write_copy(queue_id).await {
+                Ok(Some(copy)) => written.push(copy),
+                Ok(None) => {} // Finished meanwhile: nothing pins its segment any more.
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+
+        // The copies already in the batch are awaited and used even after a failure.
+        for copy in written {
+            let (location, copy) = copy.durable().await.map_err(spool_error)?;
+            self.record_what_the_copy_missed(&copy).await?;
+            if self.with_index(|index| index.get(&copy.queue_id).is_some()) {
+                debug!(queue_id = %copy.queue_id, "message copied forward");
+                self.move_to_copy(location, copy);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Appends one message's body and its copied COMMIT to the filling batch.
+    async fn write_copy(&self, queue_id: &str) -> io::Result<Option<PendingCommit>> {
         let Some(commit) = self.with_index(|index| index.get(queue_id).map(|m| m.commit.clone()))
         else {
-            return Ok(()); // Finished meanwhile: nothing pins its segment any more.
+            return Ok(None);
         };
 
         let content = match &commit.body {
@@ -106,30 +146,18 @@ impl Queue {
         };
 
         // The state is read when the COMMIT joins the batch: an outcome is applied to the index
-        // before it is appended, so every outcome in the log before the copy is in it.
-        let built = self
-            .spool
+        // before it is appended, so every outcome in the log before the copy is in it. A message
+        // that finished while its body was read is not copied; its BODY records are garbage.
+        self.spool
             .commit_built(|| {
-                let state = self.copied_state(queue_id)?;
-                let copy = CommitRecord {
+                Some(CommitRecord {
                     body,
-                    copied: Some(state.clone()),
+                    copied: Some(self.copied_state(queue_id)?),
                     ..commit
-                };
-                Some((copy, state))
+                })
             })
             .await
-            .map_err(|failure| io::Error::other(failure.message))?;
-        let Some((location, copy, state)) = built else {
-            return Ok(()); // Finished while its body was read; the BODY records are garbage.
-        };
-
-        self.record_what_the_copy_missed(queue_id, &copy, &state)
-            .await?;
-        if self.with_index(|index| index.get(queue_id).is_some()) {
-            self.move_to_copy(location, copy);
-        }
-        Ok(())
+            .map_err(spool_error)
     }
 
     /// The delivery state a replay of the copy alone must reach.
@@ -148,12 +176,9 @@ impl Queue {
     /// missing from the state it carries; the message's current state says so. A message gone
     /// from the index gets every recipient finished after its copy, a changed hold is recorded
     /// again. Synced before the move, like the copy.
-    async fn record_what_the_copy_missed(
-        &self,
-        queue_id: &str,
-        copy: &CommitRecord,
-        state: &CopiedState,
-    ) -> io::Result<()> {
+    async fn record_what_the_copy_missed(&self, copy: &CommitRecord) -> io::Result<()> {
+        let queue_id = copy.queue_id.as_str();
+        let held_copied = copy.copied.as_ref().is_some_and(|state| state.held);
         let held_now = self.with_index(|index| index.get(queue_id).map(|m| m.held));
         let mut payload = Vec::new();
         let record_type = match held_now {
@@ -167,7 +192,7 @@ impl Queue {
                 .encode(&mut payload);
                 RecordType::Delivered
             }
-            Some(held) if held != state.held => {
+            Some(held) if held != held_copied => {
                 AdminRecord {
                     queue_id: queue_id.to_owned(),
                     actor: "compaction".into(),
@@ -185,7 +210,7 @@ impl Queue {
             .append_durable(record_type, &payload)
             .await
             .map(drop)
-            .map_err(|failure| io::Error::other(failure.message))
+            .map_err(spool_error)
     }
 
     /// Writes a large body as BODY records, as a session does, and returns their extents.

@@ -443,22 +443,26 @@ impl ShardSpool {
         self.append_durable(RecordType::Commit, &payload).await
     }
 
-    /// Appends the COMMIT that `build` returns and waits until it is durable. `build` runs in
-    /// the same step as the append, with no await in between, so what it reads from the
-    /// shard's state is exactly what the records before it in the log say (compaction relies
-    /// on this to record a copy's delivery state). `None` appends nothing.
-    pub async fn commit_built<T>(
+    /// Appends the COMMIT that `build` returns to the filling batch, without waiting for it to
+    /// be durable (many such commits share one sync). `build` runs in the same step as the
+    /// append, with no await in between, so what it reads from the shard's state is exactly
+    /// what the records before it in the log say (compaction relies on this to record a
+    /// copy's delivery state). `None` appends nothing.
+    pub async fn commit_built(
         &self,
-        build: impl FnOnce() -> Option<(CommitRecord, T)>,
-    ) -> Result<Option<(RecordLocation, CommitRecord, T)>, SpoolFailure> {
+        build: impl FnOnce() -> Option<CommitRecord>,
+    ) -> Result<Option<PendingCommit>, SpoolFailure> {
         self.wait_for_room().await;
-        let Some((record, extra)) = build() else {
+        let Some(record) = build() else {
             return Ok(None);
         };
         let payload = commit_payload(&record)?;
         let (location, replied) = self.enqueue_durable(RecordType::Commit, &payload);
-        let location = durable(location, replied).await?;
-        Ok(Some((location, record, extra)))
+        Ok(Some(PendingCommit {
+            location,
+            record,
+            replied,
+        }))
     }
 
     /// Appends a record and waits until the batch holding it is durable (the COMMIT path;
@@ -501,6 +505,21 @@ impl ShardSpool {
             let _ = self.kick.try_send(());
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// A COMMIT in a batch not yet known to be durable (see `ShardSpool::commit_built`).
+pub struct PendingCommit {
+    location: RecordLocation,
+    record: CommitRecord,
+    replied: LocalReceiver<Result<(), SpoolFailure>>,
+}
+
+impl PendingCommit {
+    /// Waits until the batch holding the COMMIT is durable; returns where it lies and what it is.
+    pub async fn durable(self) -> Result<(RecordLocation, CommitRecord), SpoolFailure> {
+        let location = durable(self.location, self.replied).await?;
+        Ok((location, self.record))
     }
 }
 
