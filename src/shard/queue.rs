@@ -594,13 +594,9 @@ impl Queue {
     /// oldest one still needed: by a queued message, as the one being written, or as the first
     /// quarantined segment.
     pub(super) fn reclaimable_segments(&self) -> Vec<(u64, u64)> {
-        let created = self.spool.take_created_segments();
+        self.note_created_segments();
         let write_position = self.spool.write_position();
-        let mut state = self.state.borrow_mut();
-        let generation = write_position.0;
-        state
-            .segments
-            .extend(created.into_iter().map(|segment| (generation, segment)));
+        let state = self.state.borrow();
         let boundary = state
             .index
             .oldest_live_segment()
@@ -608,6 +604,21 @@ impl Queue {
             .min(write_position)
             .min(state.quarantine_boundary.unwrap_or((u64::MAX, u64::MAX)));
         state.segments.range(..boundary).copied().collect()
+    }
+
+    /// Adds the segment files the spool created since the last call; returns whether there
+    /// were any.
+    pub(super) fn note_created_segments(&self) -> bool {
+        let created = self.spool.take_created_segments();
+        if created.is_empty() {
+            return false;
+        }
+        let generation = self.spool.generation();
+        self.state
+            .borrow_mut()
+            .segments
+            .extend(created.into_iter().map(|segment| (generation, segment)));
+        true
     }
 
     /// The messages pinning the oldest needed segment, when reclaim is stuck behind it: that
