@@ -45,6 +45,7 @@ const COMPACT_LAG_SEGMENTS: u64 = 4;
 /// Bytes one pass (one a second) may copy forward: 4 MiB/s per shard is a few per cent of what
 /// an SSD sustains, so sessions keep the disk, and since compaction needs at most one byte per
 /// byte of new mail it keeps up with a shard accepting up to 4 MiB/s (about 340 GiB a day).
+// LIMITATION(L3): a shard accepting more than this for long outgrows the disk-use bound.
 const COMPACT_PASS_BYTES_MAX: u64 = 4 << 20;
 
 /// A spool write failure as the I/O error compaction reports.
