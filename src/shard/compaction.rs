@@ -15,8 +15,8 @@
 //! Write amplification. A copy lies at the head of the log, so it is copied again only once the
 //! log has moved on by the lag again. The lag is at least twice the queued bytes and a message
 //! is copied at most once in that distance, so at least half of what the log grew by is mail
-//! accepted meanwhile: compaction writes at most one byte per byte of new mail (a message
-//! written twice in all), and nothing while no segment is pinned.
+//! accepted meanwhile: compaction writes at most one byte per byte of new mail (each byte of mail
+//! is written about twice in all), and nothing while no new mail arrives.
 //!
 //! Correctness. The copy is its body and a COMMIT with the same queue id and envelope (which
 //! the index treats as a move), carrying the message's delivery state (`CopiedState`: pending
@@ -147,8 +147,11 @@ impl Queue {
         };
 
         // The state is read when the COMMIT joins the batch: an outcome is applied to the index
-        // before it is appended, so every outcome in the log before the copy is in it. A message
-        // that finished while its body was read is not copied; its BODY records are garbage.
+        // before it is appended, so every outcome in the log before the copy is in it. One
+        // applied but still waiting for room in the batch lands after the copy and is replayed
+        // on it again: harmless for DELIVERED and FAILED, one attempt more for a DEFERRED. A
+        // message that finished while its body was read is not copied; its BODY records are
+        // garbage.
         self.spool
             .commit_built(|| {
                 Some(CommitRecord {
