@@ -1,9 +1,11 @@
 //! Scenario: a small spool fills up. Once it reserves more than `server.spool_size_max`, new
 //! mail is refused with `452 4.3.1` at MAIL or RCPT (the client keeps it and retries later);
-//! every message acknowledged before that is still in the spool.
+//! every message acknowledged before that is still in the spool. A burst that fills it faster
+//! than the once-a-second check is stopped as soon as the segment crossing the limit is made.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::{Client, Options, Relay};
@@ -72,4 +74,53 @@ fn a_full_spool_refuses_new_mail_with_452_and_keeps_what_it_acknowledged() {
             "{id} was acknowledged but is not in the spool"
         );
     }
+}
+
+/// Segment files in the spool of shard 0, over every generation.
+fn segment_files(spool: &Path) -> usize {
+    let Ok(generations) = std::fs::read_dir(spool.join("shard-0")) else {
+        return 0;
+    };
+    generations
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|generation| std::fs::read_dir(generation.path()).map_or(0, |s| s.count()))
+        .sum()
+}
+
+#[test]
+fn a_burst_is_refused_once_the_segment_crossing_the_limit_is_created() {
+    let relay = Relay::start(Options {
+        server: "spool_segment_size = \"2MiB\"\nspool_size_max = \"6MiB\"",
+        ..Options::default()
+    });
+
+    // About 100 KiB each, as fast as the relay takes them: some 20 MiB a second, ten segments,
+    // which a check made only once a second would let through.
+    let body = format!(
+        "Subject: burst\r\n\r\n{}.\r\n",
+        ("0123456789".repeat(10) + "\r\n").repeat(1000)
+    );
+    let mut client = relay.connect();
+    assert_eq!(client.command("EHLO client.test").code, 250);
+    let mut refused = false;
+    for _ in 0..200 {
+        if client.command("MAIL FROM:<s@client.test>").code != 250 {
+            refused = true;
+            break;
+        }
+        if client.command("RCPT TO:<r@example.com>").code != 250 {
+            refused = true;
+            break;
+        }
+        assert_eq!(client.command("DATA").code, 354);
+        client.send(body.as_bytes());
+        assert_eq!(client.reply().code, 250);
+    }
+    assert!(refused, "the spool never filled up");
+
+    // Three segments reach the limit; the message that was being written when the third one
+    // was created may open a fourth.
+    let segments = segment_files(&relay.spool);
+    assert!(segments <= 4, "{segments} segments for a 6 MiB limit");
 }

@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use super::link::{AdminReply, AdminRequest, QueueEntry, ShardStats};
 use super::queue::Queue;
-use crate::spool::{AdminRecord, BodyLocation, QueuedMessage, RecordType};
+use crate::spool::{AdminRecord, QueuedMessage, RecordType};
 use crate::time::unix_ms;
 
 impl Queue {
@@ -109,7 +109,7 @@ impl Queue {
                     queue_id: commit.queue_id.clone(),
                     shard,
                     arrival_unix_ms: commit.received_at_unix_ms,
-                    size_bytes: commit.header_prefix.len() as u64 + stored_size(&commit.body),
+                    size_bytes: message.stored_bytes(),
                     sender: commit.envelope.mail_from.clone(),
                     recipients: message
                         .pending
@@ -174,13 +174,5 @@ impl Queue {
         let count = ids.len();
         self.schedule_now(ids, now);
         count
-    }
-}
-
-/// Bytes the message takes in the spool (headers and body as stored).
-fn stored_size(body: &BodyLocation) -> u64 {
-    match body {
-        BodyLocation::Inline(bytes) => bytes.len() as u64,
-        BodyLocation::Extents(extents) => extents.iter().map(|e| u64::from(e.length)).sum(),
     }
 }

@@ -77,6 +77,7 @@ impl SpoolMessage {
             envelope: envelope.clone(),
             header_prefix: std::mem::take(&mut self.header_prefix),
             body,
+            copied: None,
         };
         let location = self.spool.commit(&record).await?;
         Ok((record, location))

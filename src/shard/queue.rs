@@ -31,7 +31,9 @@ use crate::delivery::bounce::Action as BounceAction;
 use crate::delivery::client::{RecipientResult, Verdict};
 use crate::delivery::route::{Destination, Router};
 use crate::delivery::schedule::{NextAttempt, RetrySchedule};
-use crate::spool::{CommitRecord, OutcomeRecord, QueueIndex, RecordLocation, RecordType};
+use crate::spool::{
+    CommitRecord, OutcomeRecord, QueueIndex, QueuedMessage, RecordLocation, RecordType,
+};
 use crate::time::unix_ms;
 use crate::tls::client::OutboundTlsConfigs;
 
@@ -93,6 +95,15 @@ pub(crate) struct Queue {
     /// The task queue of delivery, scheduling and reclaim: fewer shares than the sessions and
     /// the committer in the default queue, so a busy shard answers its clients first.
     background: TaskQueueHandle,
+}
+
+/// What holds the oldest needed segment (see `pinned_messages`).
+pub(super) struct Pinned {
+    pub segment: (u64, u64),
+    /// Queue id and stored bytes of each message that may be copied now.
+    pub messages: Vec<(String, u64)>,
+    /// Messages that need the segment but are being delivered; they wait for the next pass.
+    pub in_flight: usize,
 }
 
 /// The spool limits of this shard and whether it is over them (see `reclaim`).
@@ -583,13 +594,9 @@ impl Queue {
     /// oldest one still needed: by a queued message, as the one being written, or as the first
     /// quarantined segment.
     pub(super) fn reclaimable_segments(&self) -> Vec<(u64, u64)> {
-        let created = self.spool.take_created_segments();
+        self.note_created_segments();
         let write_position = self.spool.write_position();
-        let mut state = self.state.borrow_mut();
-        let generation = write_position.0;
-        state
-            .segments
-            .extend(created.into_iter().map(|segment| (generation, segment)));
+        let state = self.state.borrow();
         let boundary = state
             .index
             .oldest_live_segment()
@@ -599,24 +606,49 @@ impl Queue {
         state.segments.range(..boundary).copied().collect()
     }
 
+    /// Adds the segment files the spool created since the last call; returns whether there
+    /// were any.
+    pub(super) fn note_created_segments(&self) -> bool {
+        let created = self.spool.take_created_segments();
+        if created.is_empty() {
+            return false;
+        }
+        let generation = self.spool.generation();
+        self.state
+            .borrow_mut()
+            .segments
+            .extend(created.into_iter().map(|segment| (generation, segment)));
+        true
+    }
+
     /// The messages pinning the oldest needed segment, when reclaim is stuck behind it: that
-    /// segment trails the write position by at least `lag` held segments and at most
-    /// `messages_max` messages (none of them being delivered right now) need it.
-    pub(super) fn pinned_messages(&self, lag: usize, messages_max: usize) -> Option<Vec<String>> {
+    /// segment trails the write position by at least `lag_min` held segments, and by at least
+    /// twice the bytes every queued message takes (see `compaction` for why). `None` when it
+    /// does not.
+    pub(super) fn pinned_messages(&self, lag_min: u64) -> Option<Pinned> {
         let state = self.state.borrow();
         let oldest = state.index.oldest_live_segment()?;
-        if state.segments.range(oldest..).count() < lag {
+        let queued_bytes: u64 = state.index.iter().map(QueuedMessage::stored_bytes).sum();
+        let lag = lag_min.max((2 * queued_bytes).div_ceil(self.spool.segment_bytes().max(1)));
+        if (state.segments.range(oldest..).count() as u64) < lag {
             return None;
         }
-        let pinning: Vec<String> = state
-            .index
-            .iter()
-            .filter(|message| message.references(oldest))
-            .map(|message| message.commit.queue_id.clone())
-            .take(messages_max + 1)
-            .collect();
-        let busy = pinning.iter().any(|id| state.in_flight.contains_key(id));
-        (pinning.len() <= messages_max && !busy).then_some(pinning)
+        let mut pinned = Pinned {
+            segment: oldest,
+            messages: Vec::new(),
+            in_flight: 0,
+        };
+        for message in state.index.iter().filter(|m| m.references(oldest)) {
+            let queue_id = &message.commit.queue_id;
+            if state.in_flight.contains_key(queue_id) {
+                pinned.in_flight += 1;
+            } else {
+                pinned
+                    .messages
+                    .push((queue_id.clone(), message.stored_bytes()));
+            }
+        }
+        Some(pinned)
     }
 
     /// Moves a queued message to its copy written forward by compaction.

@@ -1,6 +1,7 @@
 //! Spool space on the shard: the once-a-second pass that deletes segment files no queued
 //! message needs, and the storage check that makes sessions answer `452 4.3.1` while the spool
-//! is over `server.spool_size_max` or its file system under `server.spool_free_min`.
+//! is over `server.spool_size_max` or its file system under `server.spool_free_min` (made at
+//! that pass and whenever a new segment file has been created).
 //!
 //! Only a prefix of the log is ever deleted (see `QueueIndex::live_segments` for why), never the
 //! segment being written and never past a quarantined one. It runs in the shard's background
@@ -14,8 +15,14 @@ use tracing::{debug, info, warn};
 use super::queue::{Queue, RECLAIM_INTERVAL};
 
 impl Queue {
-    /// Whether new mail must be refused for lack of space (see `check_storage`).
+    /// Whether new mail must be refused for lack of space (see `check_storage`). A new segment
+    /// file reserves its whole size at once, so the limits are checked again as soon as one is
+    /// created, not only at the once-a-second pass: a burst then overshoots them by about one
+    /// segment rather than by a second's worth of mail. Otherwise this only reads a flag.
     pub fn storage_full(&self) -> bool {
+        if self.note_created_segments() {
+            self.check_storage();
+        }
         self.storage.full.get()
     }
 

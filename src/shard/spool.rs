@@ -439,20 +439,30 @@ impl ShardSpool {
     /// Appends a COMMIT record and waits until it is durable.
     pub async fn commit(&self, record: &CommitRecord) -> Result<RecordLocation, SpoolFailure> {
         self.wait_for_room().await;
-        let mut payload = Vec::new();
-        record.encode(&mut payload);
-        if payload.len() > PLAIN_PAYLOAD_MAX_BYTES {
-            // Unreachable with the session's limits (512-byte commands, bounded recipients,
-            // chunked bodies), but a record that large could never be read back.
-            return Err(SpoolFailure {
-                no_space: false,
-                message: format!(
-                    "envelope of {} bytes is too large for one record",
-                    payload.len()
-                ),
-            });
-        }
+        let payload = commit_payload(record)?;
         self.append_durable(RecordType::Commit, &payload).await
+    }
+
+    /// Appends the COMMIT that `build` returns to the filling batch, without waiting for it to
+    /// be durable (many such commits share one sync). `build` runs in the same step as the
+    /// append, with no await in between, so what it reads from the shard's state is exactly
+    /// what the records before it in the log say (compaction relies on this to record a
+    /// copy's delivery state). `None` appends nothing.
+    pub async fn commit_built(
+        &self,
+        build: impl FnOnce() -> Option<CommitRecord>,
+    ) -> Result<Option<PendingCommit>, SpoolFailure> {
+        self.wait_for_room().await;
+        let Some(record) = build() else {
+            return Ok(None);
+        };
+        let payload = commit_payload(&record)?;
+        let (location, replied) = self.enqueue_durable(RecordType::Commit, &payload);
+        Ok(Some(PendingCommit {
+            location,
+            record,
+            replied,
+        }))
     }
 
     /// Appends a record and waits until the batch holding it is durable (the COMMIT path;
@@ -463,6 +473,17 @@ impl ShardSpool {
         payload: &[u8],
     ) -> Result<RecordLocation, SpoolFailure> {
         self.wait_for_room().await;
+        let (location, replied) = self.enqueue_durable(record_type, payload);
+        durable(location, replied).await
+    }
+
+    /// Appends a record to the filling batch and kicks the committer; the receiver hears when
+    /// the batch is durable. Never awaits.
+    fn enqueue_durable(
+        &self,
+        record_type: RecordType,
+        payload: &[u8],
+    ) -> (RecordLocation, LocalReceiver<Result<(), SpoolFailure>>) {
         let (reply, replied) = local_channel::new_bounded(1);
         let location = {
             let mut state = self.state.borrow_mut();
@@ -471,14 +492,7 @@ impl ShardSpool {
             location
         };
         let _ = self.kick.try_send(());
-        match replied.recv().await {
-            Some(Ok(())) => Ok(location),
-            Some(Err(failure)) => Err(failure),
-            None => Err(SpoolFailure {
-                no_space: false,
-                message: "the spool committer stopped".into(),
-            }),
-        }
+        (location, replied)
     }
 
     /// Batches written so far (each one write and one fdatasync).
@@ -491,6 +505,54 @@ impl ShardSpool {
             let _ = self.kick.try_send(());
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// A COMMIT in a batch not yet known to be durable (see `ShardSpool::commit_built`).
+pub struct PendingCommit {
+    location: RecordLocation,
+    record: CommitRecord,
+    replied: LocalReceiver<Result<(), SpoolFailure>>,
+}
+
+impl PendingCommit {
+    /// Waits until the batch holding the COMMIT is durable; returns where it lies and what it is.
+    pub async fn durable(self) -> Result<(RecordLocation, CommitRecord), SpoolFailure> {
+        let location = durable(self.location, self.replied).await?;
+        Ok((location, self.record))
+    }
+}
+
+/// A COMMIT's payload, refused when it could never be read back.
+fn commit_payload(record: &CommitRecord) -> Result<Vec<u8>, SpoolFailure> {
+    let mut payload = Vec::new();
+    record.encode(&mut payload);
+    if payload.len() > PLAIN_PAYLOAD_MAX_BYTES {
+        // Unreachable with the session's limits (512-byte commands, bounded recipients,
+        // chunked bodies), but a record that large could never be read back.
+        return Err(SpoolFailure {
+            no_space: false,
+            message: format!(
+                "envelope of {} bytes is too large for one record",
+                payload.len()
+            ),
+        });
+    }
+    Ok(payload)
+}
+
+/// Waits for the committer's answer about the batch holding the record at `location`.
+async fn durable(
+    location: RecordLocation,
+    replied: LocalReceiver<Result<(), SpoolFailure>>,
+) -> Result<RecordLocation, SpoolFailure> {
+    match replied.recv().await {
+        Some(Ok(())) => Ok(location),
+        Some(Err(failure)) => Err(failure),
+        None => Err(SpoolFailure {
+            no_space: false,
+            message: "the spool committer stopped".into(),
+        }),
     }
 }
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::payload::{
-    AdminRecord, BodyLocation, BodyRecord, CommitRecord, OutcomeRecord, PayloadError,
+    AdminRecord, BodyLocation, BodyRecord, CommitRecord, CopiedState, OutcomeRecord, PayloadError,
 };
 use super::record::RecordType;
 
@@ -53,6 +53,16 @@ impl QueuedMessage {
         self.segments().contains(&segment)
     }
 
+    /// Bytes the message takes in the spool: the header fields stored apart and the message as
+    /// stored (inline, or the BODY records' payloads).
+    pub fn stored_bytes(&self) -> u64 {
+        let body = match &self.commit.body {
+            BodyLocation::Inline(bytes) => bytes.len() as u64,
+            BodyLocation::Extents(extents) => extents.iter().map(|e| u64::from(e.length)).sum(),
+        };
+        self.commit.header_prefix.len() as u64 + body
+    }
+
     /// Segments this message needs to stay readable: its COMMIT's and every body extent's.
     fn segments(&self) -> BTreeSet<(u64, u64)> {
         let mut segments = BTreeSet::from([self.location.segment_key()]);
@@ -85,7 +95,11 @@ impl QueueIndex {
     /// and a BODY without a later COMMIT is garbage. Outcome and admin records for a queue id
     /// the index does not hold are ignored, because the message may already have been final. A
     /// second COMMIT for a live queue id with the same envelope is a copy written forward by
-    /// compaction: the message moves to it and keeps its pending recipients, hold and attempts.
+    /// compaction: the message moves to it and keeps its pending recipients, hold and attempts,
+    /// as the records before the copy made them. A copy whose original is gone (its segment was
+    /// reclaimed) starts from the state it carries (version 2, `CopiedState`); a copy written
+    /// by an older build carries none and starts afresh, its trailing records finishing the
+    /// recipients and restoring the hold.
     pub fn apply(
         &mut self,
         location: RecordLocation,
@@ -160,8 +174,10 @@ impl QueueIndex {
     fn commit(
         &mut self,
         location: RecordLocation,
-        commit: CommitRecord,
+        mut commit: CommitRecord,
     ) -> Result<(), PayloadError> {
+        // Consumed here: a queued message's COMMIT never carries a stale copy of its state.
+        let copied = commit.copied.take();
         let recipients = commit.envelope.rcpt_to.len();
         if recipients == 0 {
             // Without recipients no outcome could ever make the message final.
@@ -187,19 +203,25 @@ impl QueueIndex {
             return Ok(());
         }
 
-        // `recipients` came from a u32 count in the payload, so every index fits in a u32.
-        let pending = (0..recipients)
-            .map(|index| u32::try_from(index).expect("decoded from a u32 count"))
-            .collect();
-        let next_attempt_unix_ms = commit.received_at_unix_ms;
-        self.insert(QueuedMessage {
-            commit,
-            location,
-            pending,
-            held: false,
-            attempts: 0,
-            next_attempt_unix_ms,
-        });
+        let message = match copied {
+            Some(state) => copied_message(commit, location, state)?,
+            None => {
+                // `recipients` came from a u32 count in the payload, so every index fits.
+                let pending = (0..recipients)
+                    .map(|index| u32::try_from(index).expect("decoded from a u32 count"))
+                    .collect();
+                let next_attempt_unix_ms = commit.received_at_unix_ms;
+                QueuedMessage {
+                    commit,
+                    location,
+                    pending,
+                    held: false,
+                    attempts: 0,
+                    next_attempt_unix_ms,
+                }
+            }
+        };
+        self.insert(message);
         Ok(())
     }
 
@@ -280,6 +302,37 @@ impl QueueIndex {
     }
 }
 
+/// A copy whose original is gone, in the state it carries. Its pending recipients must be
+/// non-empty, ascending and within the envelope, as the index keeps them.
+fn copied_message(
+    commit: CommitRecord,
+    location: RecordLocation,
+    state: CopiedState,
+) -> Result<QueuedMessage, PayloadError> {
+    let recipients = commit.envelope.rcpt_to.len();
+    if let Some(index) = state.pending.iter().find(|i| **i as usize >= recipients) {
+        return Err(PayloadError::RecipientOutOfRange {
+            queue_id: commit.queue_id,
+            index: *index,
+            recipients,
+        });
+    }
+    let ascending = state.pending.windows(2).all(|pair| pair[0] < pair[1]);
+    if state.pending.is_empty() || !ascending {
+        return Err(PayloadError::InvalidCopiedPending {
+            queue_id: commit.queue_id,
+        });
+    }
+    Ok(QueuedMessage {
+        commit,
+        location,
+        pending: state.pending,
+        held: state.held,
+        attempts: state.attempts,
+        next_attempt_unix_ms: state.next_attempt_unix_ms,
+    })
+}
+
 fn check_recipients(message: &QueuedMessage, outcome: &OutcomeRecord) -> Result<(), PayloadError> {
     let recipients = message.commit.envelope.rcpt_to.len();
     match outcome
@@ -312,6 +365,16 @@ mod tests {
     }
 
     fn commit_payload(queue_id: &str, recipients: usize, body: BodyLocation) -> Vec<u8> {
+        copy_payload(queue_id, recipients, body, None)
+    }
+
+    /// A COMMIT; with `copied`, the version 2 copy compaction writes.
+    fn copy_payload(
+        queue_id: &str,
+        recipients: usize,
+        body: BodyLocation,
+        copied: Option<CopiedState>,
+    ) -> Vec<u8> {
         let envelope = Envelope {
             helo: "client.example".into(),
             mail_from: "from@example.org".into(),
@@ -331,6 +394,7 @@ mod tests {
             envelope,
             header_prefix: Vec::new(),
             body,
+            copied,
         }
         .encode(&mut payload);
         payload
@@ -689,6 +753,154 @@ mod tests {
         assert_eq!(message.attempts, 1);
         assert_eq!(message.next_attempt_unix_ms, 9);
         assert_eq!(index.live_segments(), BTreeSet::from([(1, 7)]));
+        check_counts(&index);
+    }
+
+    fn carried(pending: &[u32], held: bool) -> Option<CopiedState> {
+        Some(CopiedState {
+            attempts: 5,
+            next_attempt_unix_ms: 86_400_000,
+            held,
+            pending: pending.to_vec(),
+        })
+    }
+
+    #[test]
+    fn a_copy_whose_original_is_gone_starts_from_the_state_it_carries() {
+        let mut index = QueueIndex::new();
+        let copy = copy_payload("Q1", 3, inline(), carried(&[1, 2], true));
+        index.apply(at(7, 0), RecordType::Commit, &copy).unwrap();
+
+        let message = index.get("Q1").unwrap();
+        assert_eq!(message.location, at(7, 0));
+        assert_eq!(message.pending, vec![1, 2]);
+        assert!(message.held);
+        assert_eq!(message.attempts, 5);
+        assert_eq!(message.next_attempt_unix_ms, 86_400_000);
+        assert_eq!(
+            message.commit.copied, None,
+            "the index never keeps a copied state"
+        );
+        check_counts(&index);
+
+        // Later records act on it as on any message; a DEFERRED counts one more attempt.
+        index
+            .apply(
+                at(7, 1),
+                RecordType::Deferred,
+                &outcome_payload("Q1", &[1, 2], Some(90_000_000)),
+            )
+            .unwrap();
+        assert_eq!(index.get("Q1").unwrap().attempts, 6);
+        index
+            .apply(
+                at(7, 2),
+                RecordType::Delivered,
+                &outcome_payload("Q1", &[1, 2], None),
+            )
+            .unwrap();
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_copy_behind_its_original_keeps_what_the_records_built() {
+        let mut index = QueueIndex::new();
+        index
+            .apply(
+                at(0, 0),
+                RecordType::Commit,
+                &commit_payload("Q1", 3, inline()),
+            )
+            .unwrap();
+        index
+            .apply(
+                at(0, 1),
+                RecordType::Deferred,
+                &outcome_payload("Q1", &[0, 1, 2], Some(9)),
+            )
+            .unwrap();
+        index
+            .apply(at(0, 2), RecordType::Held, &admin_payload("Q1"))
+            .unwrap();
+
+        // The records are the authority while they are all there: a hold recorded just before
+        // the copy (its admin record is applied after its sync) may be missing from the state
+        // the copy carries.
+        let copy = copy_payload("Q1", 3, inline(), carried(&[0, 2], false));
+        index.apply(at(7, 0), RecordType::Commit, &copy).unwrap();
+        let message = index.get("Q1").unwrap();
+        assert_eq!(message.location, at(7, 0));
+        assert_eq!(message.pending, vec![0, 1, 2]);
+        assert!(message.held);
+        assert_eq!((message.attempts, message.next_attempt_unix_ms), (1, 9));
+        assert_eq!(message.commit.copied, None);
+        assert_eq!(index.live_segments(), BTreeSet::from([(1, 7)]));
+        check_counts(&index);
+    }
+
+    #[test]
+    fn a_copy_written_by_an_older_build_is_replayed_from_its_trailing_records() {
+        // Before version 2 a copy was a version 1 COMMIT, then DELIVERED for the recipients
+        // already finished and HELD for a held message.
+        let mut index = QueueIndex::new();
+        index
+            .apply(
+                at(7, 0),
+                RecordType::Commit,
+                &commit_payload("Q1", 3, inline()),
+            )
+            .unwrap();
+        index
+            .apply(
+                at(7, 1),
+                RecordType::Delivered,
+                &outcome_payload("Q1", &[0], None),
+            )
+            .unwrap();
+        index
+            .apply(at(7, 2), RecordType::Held, &admin_payload("Q1"))
+            .unwrap();
+        let message = index.get("Q1").unwrap();
+        assert_eq!(message.pending, vec![1, 2]);
+        assert!(message.held);
+        assert_eq!(message.attempts, 0);
+    }
+
+    #[test]
+    fn a_copy_with_impossible_pending_recipients_is_refused() {
+        let mut index = QueueIndex::new();
+        for (pending, error) in [
+            (
+                &[0, 3][..],
+                PayloadError::RecipientOutOfRange {
+                    queue_id: "Q1".into(),
+                    index: 3,
+                    recipients: 3,
+                },
+            ),
+            (
+                &[],
+                PayloadError::InvalidCopiedPending {
+                    queue_id: "Q1".into(),
+                },
+            ),
+            (
+                &[2, 1],
+                PayloadError::InvalidCopiedPending {
+                    queue_id: "Q1".into(),
+                },
+            ),
+            (
+                &[1, 1],
+                PayloadError::InvalidCopiedPending {
+                    queue_id: "Q1".into(),
+                },
+            ),
+        ] {
+            let copy = copy_payload("Q1", 3, inline(), carried(pending, false));
+            assert_eq!(index.apply(at(7, 0), RecordType::Commit, &copy), Err(error));
+        }
+        assert!(index.is_empty());
         check_counts(&index);
     }
 

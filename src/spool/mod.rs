@@ -21,8 +21,8 @@ mod seal;
 
 pub use index::{QueueIndex, QueuedMessage, RecordLocation};
 pub use payload::{
-    peek_queue_id, AdminRecord, BodyLocation, BodyRecord, CommitRecord, Extent, OutcomeRecord,
-    PayloadError, INLINE_BODY_MAX_BYTES, PAYLOAD_VERSION,
+    peek_queue_id, AdminRecord, BodyLocation, BodyRecord, CommitRecord, CopiedState, Extent,
+    OutcomeRecord, PayloadError, COMMIT_COPY_VERSION, INLINE_BODY_MAX_BYTES, PAYLOAD_VERSION,
 };
 pub use record::{
     encode_record, pad_to_block, record_length, RecordType, BLOCK_BYTES, FLAG_SEALED,

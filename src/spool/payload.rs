@@ -4,21 +4,29 @@
 //! byte; every decode is bounds-checked, rejects trailing bytes, and returns `PayloadError`
 //! rather than panicking. It never frames records (see `record`) and never does I/O.
 //!
-//! Layouts (version 1; `str` and `bytes` are a `u32` length then the bytes, `option` is a 0/1
-//! tag then the value, counts are `u32`, integers little-endian):
+//! Layouts (`str` and `bytes` are a `u32` length then the bytes, `option` is a 0/1 tag then the
+//! value, counts are `u32`, integers little-endian):
 //!
 //! ```text
-//! COMMIT   version, queue_id str, received_at u64, helo str, mail_from str, body_type u8,
-//!          smtputf8 bool, declared_size option u64, ret option u8, envid option str,
-//!          auth option str,
+//! COMMIT   version 1 or 2, queue_id str, received_at u64, helo str, mail_from str,
+//!          body_type u8, smtputf8 bool, declared_size option u64, ret option u8,
+//!          envid option str, auth option str,
 //!          count × (address str, notify option u8 bitmask, orcpt option str),
 //!          header_prefix bytes,
 //!          body tag u8: 0 inline bytes | 1 count × (generation u64, segment u64, offset u64,
-//!          length u32)
-//! BODY     version, queue_id str, chunk (the rest of the payload, unprefixed)
-//! outcome  version, queue_id str, count × recipient u32, detail str, next_attempt option u64
-//! admin    version, queue_id str, actor str
+//!          length u32),
+//!          version 2 only: attempts u32, next_attempt u64, held bool, count × pending u32
+//! BODY     version 1, queue_id str, chunk (the rest of the payload, unprefixed)
+//! outcome  version 1, queue_id str, count × recipient u32, detail str,
+//!          next_attempt option u64
+//! admin    version 1, queue_id str, actor str
 //! ```
+//!
+//! Version 2 of COMMIT is the copy compaction writes forward: version 1 followed by the delivery
+//! state the message had when it was copied (`CopiedState`), so a replay that no longer sees the
+//! original keeps its attempt count, next attempt, hold and finished recipients. A COMMIT without
+//! that state is still written as version 1, so a spool in which nothing was copied stays
+//! readable by builds that predate version 2; every build reads version 1.
 
 use thiserror::Error;
 
@@ -29,6 +37,9 @@ use crate::smtp::{BodyType, Envelope, Notify, Recipient, Ret};
 
 /// The payload layout version every encoder writes and every decoder accepts.
 pub const PAYLOAD_VERSION: u8 = 1;
+
+/// The COMMIT layout that carries a copied message's delivery state (see the module doc).
+pub const COMMIT_COPY_VERSION: u8 = 2;
 
 /// Largest message kept inside its COMMIT record rather than in BODY records. Most mail is well
 /// under this, so most messages cost one record; the rest of the 1 MiB payload limit stays free
@@ -41,7 +52,10 @@ pub const INLINE_BODY_MAX_BYTES: usize = 64 * 1024;
 pub enum PayloadError {
     #[error("payload ends inside field `{field}`")]
     Truncated { field: &'static str },
-    #[error("payload version {version} is not supported (this build reads {PAYLOAD_VERSION})")]
+    #[error(
+        "payload version {version} is not supported (this build reads {PAYLOAD_VERSION}, and \
+         {COMMIT_COPY_VERSION} for COMMIT)"
+    )]
     UnsupportedVersion { version: u8 },
     #[error("field `{field}` is not valid UTF-8")]
     InvalidUtf8 { field: &'static str },
@@ -61,6 +75,8 @@ pub enum PayloadError {
     NoRecipients { queue_id: String },
     #[error("second COMMIT for {queue_id} carries a different envelope")]
     DuplicateCommit { queue_id: String },
+    #[error("copied COMMIT for {queue_id} lists no pending recipients, or not in order")]
+    InvalidCopiedPending { queue_id: String },
 }
 
 /// The record that makes a message durable: once its group commit is synced, the message is
@@ -75,6 +91,22 @@ pub struct CommitRecord {
     /// which already begins with our `Received:`; usually empty.
     pub header_prefix: Vec<u8>,
     pub body: BodyLocation,
+    /// Set only on a copy written forward by compaction (encoded as version 2): what the
+    /// message's records had made of it when it was copied. The index consumes it on replay and
+    /// never keeps it.
+    pub copied: Option<CopiedState>,
+}
+
+/// A copied message's delivery state, as the queue index held it when the copy was appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopiedState {
+    /// DEFERRED records seen for the message.
+    pub attempts: u32,
+    pub next_attempt_unix_ms: u64,
+    pub held: bool,
+    /// Indices into `rcpt_to` still without a final outcome, ascending. Kept as written; the
+    /// index checks them against the envelope.
+    pub pending: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,10 +178,22 @@ fn read_version(reader: &mut Reader<'_>) -> Result<(), PayloadError> {
     }
 }
 
+/// Reads a COMMIT's version byte and returns it: both layouts are read.
+fn read_commit_version(reader: &mut Reader<'_>) -> Result<u8, PayloadError> {
+    match reader.u8("version")? {
+        version @ (PAYLOAD_VERSION | COMMIT_COPY_VERSION) => Ok(version),
+        version => Err(PayloadError::UnsupportedVersion { version }),
+    }
+}
+
 impl CommitRecord {
     pub fn encode(&self, out: &mut Vec<u8>) {
         let envelope = &self.envelope;
-        put_u8(out, PAYLOAD_VERSION);
+        let version = match self.copied {
+            Some(_) => COMMIT_COPY_VERSION,
+            None => PAYLOAD_VERSION,
+        };
+        put_u8(out, version);
         put_str(out, &self.queue_id);
         put_u64(out, self.received_at_unix_ms);
         put_str(out, &envelope.helo);
@@ -191,16 +235,30 @@ impl CommitRecord {
                 }
             }
         }
+        if let Some(copied) = &self.copied {
+            put_u32(out, copied.attempts);
+            put_u64(out, copied.next_attempt_unix_ms);
+            put_bool(out, copied.held);
+            put_count(out, copied.pending.len());
+            for index in &copied.pending {
+                put_u32(out, *index);
+            }
+        }
     }
 
     pub fn decode(payload: &[u8]) -> Result<CommitRecord, PayloadError> {
         let mut reader = Reader::new(payload);
-        read_version(&mut reader)?;
+        let version = read_commit_version(&mut reader)?;
         let queue_id = reader.string("queue_id")?;
         let received_at_unix_ms = reader.u64("received_at")?;
         let envelope = read_envelope(&mut reader)?;
         let header_prefix = reader.bytes("header_prefix")?.to_vec();
         let body = read_body_location(&mut reader)?;
+        let copied = if version == COMMIT_COPY_VERSION {
+            Some(read_copied_state(&mut reader)?)
+        } else {
+            None
+        };
         reader.finish()?;
         Ok(CommitRecord {
             queue_id,
@@ -208,6 +266,7 @@ impl CommitRecord {
             envelope,
             header_prefix,
             body,
+            copied,
         })
     }
 }
@@ -276,6 +335,23 @@ fn read_body_location(reader: &mut Reader<'_>) -> Result<BodyLocation, PayloadEr
         }
         tag => Err(PayloadError::InvalidTag { field: "body", tag }),
     }
+}
+
+fn read_copied_state(reader: &mut Reader<'_>) -> Result<CopiedState, PayloadError> {
+    let attempts = reader.u32("copied_attempts")?;
+    let next_attempt_unix_ms = reader.u64("copied_next_attempt")?;
+    let held = reader.bool("copied_held")?;
+    let count = reader.count("copied_pending", 4)?;
+    let mut pending = Vec::with_capacity(count);
+    for _ in 0..count {
+        pending.push(reader.u32("copied_pending")?);
+    }
+    Ok(CopiedState {
+        attempts,
+        next_attempt_unix_ms,
+        held,
+        pending,
+    })
 }
 
 fn body_type_byte(body: BodyType) -> u8 {
@@ -402,10 +478,10 @@ impl AdminRecord {
 }
 
 /// Reads only the queue id that every payload except SEAL starts with, without decoding the
-/// rest: enough to route a record to its message.
+/// rest: enough to route a record to its message. Every layout version puts it first.
 pub fn peek_queue_id(payload: &[u8]) -> Result<&str, PayloadError> {
     let mut reader = Reader::new(payload);
-    read_version(&mut reader)?;
+    read_commit_version(&mut reader)?;
     reader.str("queue_id")
 }
 
@@ -483,6 +559,7 @@ mod tests {
             envelope: sample_envelope(),
             header_prefix: b"DKIM-Signature: v=1; a=ed25519-sha256\r\n".to_vec(),
             body: BodyLocation::Inline(b"Received: from x\r\n\r\nHello\r\n".to_vec()),
+            copied: None,
         });
     }
 
@@ -507,6 +584,7 @@ mod tests {
                     length: 1,
                 },
             ]),
+            copied: None,
         });
         round_trip_commit(&CommitRecord {
             queue_id: String::new(),
@@ -514,7 +592,72 @@ mod tests {
             envelope: Envelope::default(),
             header_prefix: Vec::new(),
             body: BodyLocation::Extents(Vec::new()),
+            copied: None,
         });
+    }
+
+    #[test]
+    fn copied_commit_round_trips_as_version_2() {
+        let commit = CommitRecord {
+            queue_id: "0A1B2C3D4E5F".into(),
+            received_at_unix_ms: 1_760_000_000_123,
+            envelope: sample_envelope(),
+            header_prefix: Vec::new(),
+            body: BodyLocation::Inline(b"Received: from x\r\n\r\nHello\r\n".to_vec()),
+            copied: Some(CopiedState {
+                attempts: 7,
+                next_attempt_unix_ms: 1_760_086_400_000,
+                held: true,
+                pending: vec![0, 2],
+            }),
+        };
+        round_trip_commit(&commit);
+        let mut payload = Vec::new();
+        commit.encode(&mut payload);
+        assert_eq!(payload[0], COMMIT_COPY_VERSION);
+
+        // The copied state is a tail after the version 1 fields, nothing else moves.
+        let mut original = Vec::new();
+        CommitRecord {
+            copied: None,
+            ..commit
+        }
+        .encode(&mut original);
+        assert_eq!(original[0], PAYLOAD_VERSION);
+        assert_eq!(payload[1..original.len()], original[1..]);
+        assert_eq!(payload.len(), original.len() + 4 + 8 + 1 + 4 + 2 * 4);
+    }
+
+    /// A COMMIT exactly as builds before version 2 wrote it, byte for byte: a spool written by
+    /// an older build must still recover.
+    #[test]
+    fn a_version_1_commit_from_an_older_build_still_decodes() {
+        let written: &[u8] = &[
+            1, // version
+            1, 0, 0, 0, b'Q', // queue id
+            1, 0, 0, 0, 0, 0, 0, 0, // received at
+            0, 0, 0, 0, // helo
+            0, 0, 0, 0, // mail from
+            0, // body type 7BIT
+            0, // smtputf8
+            0, 0, 0, 0, // declared size, ret, envid, auth: absent
+            1, 0, 0, 0, // one recipient
+            1, 0, 0, 0, b'r', 0, 0, // address, no NOTIFY, no ORCPT
+            0, 0, 0, 0, // header prefix
+            0, 2, 0, 0, 0, b'h', b'i', // inline body
+        ];
+        let commit = CommitRecord::decode(written).unwrap();
+        assert_eq!(commit.queue_id, "Q");
+        assert_eq!(commit.received_at_unix_ms, 1);
+        assert_eq!(commit.envelope.rcpt_to[0].address, "r");
+        assert_eq!(commit.body, BodyLocation::Inline(b"hi".to_vec()));
+        assert_eq!(commit.copied, None);
+        let mut again = Vec::new();
+        commit.encode(&mut again);
+        assert_eq!(
+            again, written,
+            "a COMMIT without copied state is still written as version 1"
+        );
     }
 
     #[test]
@@ -587,10 +730,16 @@ mod tests {
         };
         let mut payload = Vec::new();
         admin.encode(&mut payload);
-        payload[0] = 2;
+        // Version 2 exists for COMMIT only.
+        payload[0] = COMMIT_COPY_VERSION;
         assert_eq!(
             AdminRecord::decode(&payload),
             Err(PayloadError::UnsupportedVersion { version: 2 })
+        );
+        payload[0] = 3;
+        assert_eq!(
+            peek_queue_id(&payload),
+            Err(PayloadError::UnsupportedVersion { version: 3 })
         );
 
         let commit = CommitRecord {
@@ -599,6 +748,7 @@ mod tests {
             envelope: Envelope::default(),
             header_prefix: Vec::new(),
             body: BodyLocation::Inline(Vec::new()),
+            copied: None,
         };
         payload.clear();
         commit.encode(&mut payload);
@@ -698,6 +848,23 @@ mod tests {
             )
     }
 
+    fn copied_state_strategy() -> impl Strategy<Value = CopiedState> {
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<bool>(),
+            prop::collection::vec(any::<u32>(), 0..6),
+        )
+            .prop_map(
+                |(attempts, next_attempt_unix_ms, held, pending)| CopiedState {
+                    attempts,
+                    next_attempt_unix_ms,
+                    held,
+                    pending,
+                },
+            )
+    }
+
     fn body_location_strategy() -> impl Strategy<Value = BodyLocation> {
         let extent =
             any::<(u64, u64, u64, u32)>().prop_map(|(generation, segment, offset, length)| {
@@ -722,18 +889,25 @@ mod tests {
             envelope in envelope_strategy(),
             header_prefix in prop::collection::vec(any::<u8>(), 0..100),
             body in body_location_strategy(),
+            copied in proptest::option::of(copied_state_strategy()),
         ) {
-            let commit =
-                CommitRecord { queue_id, received_at_unix_ms, envelope, header_prefix, body };
+            let version = if copied.is_some() { COMMIT_COPY_VERSION } else { PAYLOAD_VERSION };
+            let commit = CommitRecord {
+                queue_id, received_at_unix_ms, envelope, header_prefix, body, copied,
+            };
             let mut payload = Vec::new();
             commit.encode(&mut payload);
+            prop_assert_eq!(payload[0], version);
+            prop_assert_eq!(peek_queue_id(&payload), Ok(commit.queue_id.as_str()));
             prop_assert_eq!(CommitRecord::decode(&payload), Ok(commit));
         }
 
         #[test]
         fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             // With the right version byte in front as well, so the bytes reach the fields.
-            for bytes in [bytes.clone(), [&[PAYLOAD_VERSION][..], &bytes].concat()] {
+            let with_version = |version: u8| [&[version][..], &bytes].concat();
+            for bytes in [bytes.clone(), with_version(PAYLOAD_VERSION),
+                with_version(COMMIT_COPY_VERSION)] {
                 let _ = CommitRecord::decode(&bytes);
                 let _ = BodyRecord::decode(&bytes);
                 let _ = OutcomeRecord::decode(&bytes);

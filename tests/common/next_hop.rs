@@ -46,13 +46,17 @@ pub struct FaultyHop {
 impl FaultyHop {
     /// Starts the hop with the given misbehaviour flags (see the script's usage).
     pub fn start(flags: &[&str]) -> FaultyHop {
+        FaultyHop::start_on(free_port(), flags)
+    }
+
+    /// Starts the hop on a chosen loopback port: a next hop the relay could not reach before.
+    pub fn start_on(port: u16, flags: &[&str]) -> FaultyHop {
         assert!(
             Path::new(SYSTEM_PYTHON).exists(),
             "{SYSTEM_PYTHON} is missing: install the Debian packages python3 and python3-aiosmtpd"
         );
         let directory = tempfile::tempdir().expect("temporary directory");
         let log = directory.path().join("accepted.jsonl");
-        let port = free_port();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/fault_smtp.py");
         let mut child = Command::new(SYSTEM_PYTHON)
             .arg(script)

@@ -346,6 +346,7 @@ mod tests {
             },
             header_prefix: Vec::new(),
             body: BodyLocation::Inline(b"Subject: hi\r\n\r\nhello\r\n".to_vec()),
+            copied: None,
         };
         let mut payload = Vec::new();
         record.encode(&mut payload);
