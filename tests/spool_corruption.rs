@@ -39,7 +39,8 @@ fn damage_is_quarantined_and_torn_tails_are_ignored() {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(&generation)
         .expect("generation directory")
         .map(|entry| entry.expect("entry").path())
-        .collect();
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect(); // The spare segment (`spare.zero`) holds no records.
     segments.sort();
     assert!(
         segments.len() >= 2,
@@ -97,11 +98,20 @@ fn flip_byte(path: &PathBuf, offset: u64) {
     file.sync_all().expect("sync");
 }
 
+/// Writes garbage where the next batch would have gone, as a write cut short by a crash leaves
+/// it: at the first never-written (all-zero) block after the records, which is the end of the
+/// file when the segment was not prepared full of zeros.
 fn append_garbage(path: &PathBuf) {
+    let contents = std::fs::read(path).expect("read segment");
+    let next_batch = contents
+        .chunks(4096)
+        .position(|block| block.iter().all(|&byte| byte == 0))
+        .map_or(contents.len(), |block| block * 4096);
     let mut file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .open(path)
         .expect("open segment");
-    file.write_all(&[0xAB; 300]).expect("append");
+    file.seek(SeekFrom::Start(next_batch as u64)).expect("seek");
+    file.write_all(&[0xAB; 300]).expect("write");
     file.sync_all().expect("sync");
 }

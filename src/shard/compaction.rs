@@ -104,6 +104,7 @@ impl Queue {
     /// Writes these messages again at the head of the log, all in the filling batch so that
     /// they share its sync, then moves each one still queued to its copy once it is durable.
     async fn copy_forward(&self, queue_ids: &[String]) -> io::Result<()> {
+        let write_failures = self.spool.write_failures();
         let mut written = Vec::new();
         let mut failed = None;
         for queue_id in queue_ids {
@@ -120,6 +121,12 @@ impl Queue {
         // The copies already in the batch are awaited and used even after a failure.
         for copy in written {
             let (location, copy) = copy.durable().await.map_err(spool_error)?;
+            if self.spool.write_failures() != write_failures {
+                // A copied body may be in the failed batch: keep every original.
+                return Err(io::Error::other(
+                    "a spool write failed while messages were copied",
+                ));
+            }
             self.record_what_the_copy_missed(&copy).await?;
             if self.with_index(|index| index.get(&copy.queue_id).is_some()) {
                 debug!(queue_id = %copy.queue_id, "message copied forward");

@@ -25,6 +25,8 @@ pub struct SpoolMessage {
     buffer: Vec<u8>,
     extents: Vec<Extent>,
     header_prefix: Vec<u8>,
+    /// `ShardSpool::write_failures` when the first BODY record was appended.
+    write_failures_at_first_body: Option<u64>,
     spool: ShardSpool,
 }
 
@@ -39,6 +41,7 @@ impl SpoolMessage {
             buffer,
             extents: Vec::new(),
             header_prefix: Vec::new(),
+            write_failures_at_first_body: None,
             spool: spool.clone(),
         }
     }
@@ -71,6 +74,16 @@ impl SpoolMessage {
             }
             BodyLocation::Extents(std::mem::take(&mut self.extents))
         };
+        if self
+            .write_failures_at_first_body
+            .is_some_and(|failures| failures != self.spool.write_failures())
+        {
+            // A batch failed since the body started: some of its BODY records may be in it.
+            return Err(SpoolFailure {
+                no_space: false,
+                message: "a spool write failed while the message body was being stored".into(),
+            });
+        }
         let record = CommitRecord {
             queue_id: std::mem::take(&mut self.queue_id),
             received_at_unix_ms: self.received_at_unix_ms,
@@ -84,6 +97,8 @@ impl SpoolMessage {
     }
 
     async fn write_chunk(&mut self, length: usize) {
+        self.write_failures_at_first_body
+            .get_or_insert(self.spool.write_failures());
         let record = BodyRecord {
             queue_id: &self.queue_id,
             chunk: &self.buffer[..length],

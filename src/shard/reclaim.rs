@@ -26,11 +26,12 @@ impl Queue {
         self.storage.full.get()
     }
 
-    /// Decides whether the spool may take new mail: the segments this shard holds reserve
-    /// whole segment files, which must stay within its share of `spool_size_max`, and the file
+    /// Decides whether the spool may take new mail: the segments this shard holds, and its
+    /// spare, reserve whole segment files, which must stay within its share of `spool_size_max`, and the file
     /// system must keep `spool_free_min` free. Logs each change of state once.
     fn check_storage(&self) {
-        let reserved = self.segment_count() as u64 * self.spool.segment_bytes();
+        let files = self.segment_count() as u64 + self.spool.spare_segments();
+        let reserved = files * self.spool.segment_bytes();
         let over_size = self
             .storage
             .size_max_bytes

@@ -10,16 +10,19 @@
 //!   session says `250` only then.
 //! - Every batch starts on a fresh block and is zero-padded to the block end, so no write ever
 //!   touches a block that holds acknowledged data.
-//! - A new segment file is created, its blocks reserved, and made durable (file and directory
-//!   synced) before any record in it can be acknowledged.
+//! - A new segment file is made durable (file and directory synced) before any record in it can
+//!   be acknowledged. It is normally the shard's spare, written full of zeros ahead of need so
+//!   that batches overwrite allocated blocks (see `spare`); otherwise it is created with its
+//!   blocks reserved.
 //! - With a spool key active, every segment of the generation starts with a SEGMENT_KEY record
 //!   naming the key, and every later record in it is sealed (`crate::spool::SegmentCipher`),
 //!   in place in the batch buffer; the key record is part of the segment's first batch, so it
 //!   is durable before anything in the segment is acknowledged. Readers (recovery, body reads)
 //!   open each payload with the key its own segment names.
-//! - A failed write or sync fails every commit in that batch (the clients hear `451`/`452` and
-//!   retry) and moves on to a fresh segment: after a failed fsync the page state of the old one
-//!   cannot be trusted.
+//! - A failed write or sync fails every commit in that batch and in the one filling behind it
+//!   (the clients hear `451`/`452` and retry) and moves on to a fresh segment: the failed batch
+//!   may have left a hole, where recovery would stop reading, and after a failed fsync the page
+//!   state of the old segment cannot be trusted.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,8 +42,10 @@ use crate::spool::{
 };
 
 mod recovery;
+mod spare;
 
 pub use recovery::{recover, MissingSpoolKey, Recovered};
+use spare::SpareSegments;
 
 /// Longest time a record nobody waits for (a BODY, an outcome) stays in memory before it is
 /// written, when no COMMIT comes along to carry it. It never delays a `250`; it bounds how
@@ -123,6 +128,9 @@ struct State {
     segment: u64,
     next_offset: u64,
     batches_written: u64,
+    /// Batches whose write or sync failed: a record placed before a failure may be lost, so
+    /// whoever spreads one message over several records compares this before and after.
+    write_failures: u64,
     /// Segment numbers created since the reclaimer last asked.
     created_segments: Vec<u64>,
     /// The committer sleeps until kicked: a lazy record must wake it.
@@ -227,12 +235,27 @@ impl State {
     fn take_batch(&mut self) -> (Vec<Piece>, Vec<Waiter>) {
         let pieces = std::mem::take(&mut self.pieces);
         if let Some(last) = pieces.last() {
-            let end = last.base_offset + last.bytes.len() as u64;
-            self.segment = last.segment;
-            self.next_offset = end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
+            // A batch left behind in an abandoned segment does not move the log back to it.
+            if last.segment == self.segment {
+                let end = last.base_offset + last.bytes.len() as u64;
+                self.next_offset = end.div_ceil(BLOCK_BYTES as u64) * BLOCK_BYTES as u64;
+            }
         }
         self.pending_bytes = 0;
         (pieces, std::mem::take(&mut self.waiters))
+    }
+
+    /// After a failed write or sync: later records go to a fresh segment. The failed batch
+    /// may have left never-written blocks, and recovery reads a segment only up to its first
+    /// zero block, so a record acknowledged after that hole would be lost in a crash. Records
+    /// already placed in the abandoned segment stay there (a BODY is read back by its offset,
+    /// which holds); the waiters for them are returned to be failed, because their COMMIT or
+    /// admin record lies behind the hole.
+    fn abandon_segment(&mut self) -> Vec<Waiter> {
+        let newest_placed = self.pieces.iter().map(|piece| piece.segment).max();
+        self.segment = newest_placed.unwrap_or(0).max(self.segment) + 1;
+        self.next_offset = 0;
+        std::mem::take(&mut self.waiters)
     }
 }
 
@@ -244,6 +267,7 @@ pub struct ShardSpool {
     /// Segment files recently opened for reading message bodies back, most recent last; kept
     /// open because deliveries read the same few segments over and over.
     readers: Rc<RefCell<SegmentReaders>>,
+    spares: Rc<SpareSegments>,
 }
 
 /// Open read handles by `(generation, segment)`, least recently used first.
@@ -269,6 +293,8 @@ impl ShardSpool {
         std::fs::create_dir_all(&directory)?;
         sync_directory(shard_directory).await?;
         settle_polled_io_probe(shard_directory).await?;
+        spare::discard_leftovers(shard_directory)?;
+        let spares = Rc::new(SpareSegments::start(directory.clone(), settings.segment_bytes).await);
 
         let state = Rc::new(RefCell::new(State {
             generation,
@@ -281,6 +307,7 @@ impl ShardSpool {
             segment: 1,
             next_offset: 0,
             batches_written: 0,
+            write_failures: 0,
             created_segments: Vec::new(),
             committer_idle: true,
             sealing,
@@ -294,12 +321,14 @@ impl ShardSpool {
         let committer = Committer {
             state: Rc::clone(&state),
             segments: Vec::new(),
+            spares: Rc::clone(&spares),
         };
         glommio::spawn_local(committer.run(kicked)).detach();
         Ok(ShardSpool {
             state,
             kick: Rc::new(kick),
             readers: Rc::new(RefCell::new(Vec::new())),
+            spares,
         })
     }
 
@@ -495,9 +524,20 @@ impl ShardSpool {
         (location, replied)
     }
 
+    /// Spare segment files on disk (0 or 1): they reserve space like a segment.
+    pub fn spare_segments(&self) -> u64 {
+        self.spares.on_disk()
+    }
+
     /// Batches written so far (each one write and one fdatasync).
     pub fn batches_written(&self) -> u64 {
         self.state.borrow().batches_written
+    }
+
+    /// Batches that failed so far. A message whose BODY records were appended while this
+    /// changed must not be committed: one of them may be in the failed batch.
+    pub fn write_failures(&self) -> u64 {
+        self.state.borrow().write_failures
     }
 
     async fn wait_for_room(&self) {
@@ -561,6 +601,7 @@ struct Committer {
     state: Rc<RefCell<State>>,
     /// Open segment files of this generation, by segment number (usually one or two).
     segments: Vec<(u64, Rc<DmaFile>)>,
+    spares: Rc<SpareSegments>,
 }
 
 impl Committer {
@@ -595,14 +636,21 @@ impl Committer {
             let (pieces, waiters) = self.state.borrow_mut().take_batch();
 
             let result = self.write_batch(&pieces).await;
+            let mut refused = waiters;
             match &result {
                 Ok(()) => self.state.borrow_mut().batches_written += 1,
-                Err(failure) => error!(
-                    error = %failure,
-                    "spool write failed; the messages in this batch were refused with 451/452"
-                ),
+                Err(failure) => {
+                    error!(
+                        error = %failure,
+                        "spool write failed; the messages in this batch and the next were \
+                         refused with 451/452, and the log moves on to a fresh segment"
+                    );
+                    let mut state = self.state.borrow_mut();
+                    state.write_failures += 1;
+                    refused.extend(state.abandon_segment());
+                }
             }
-            for waiter in waiters {
+            for waiter in refused {
                 let _ = waiter.try_send(result.clone());
             }
         }
@@ -643,7 +691,8 @@ impl Committer {
         Ok(())
     }
 
-    /// Opens (creating, reserving its blocks and syncing it if new) the file of `segment`.
+    /// Opens the file of `segment`, making it first if it is new: the spare renamed, or a file
+    /// created with its blocks reserved; either way synced with its directory.
     async fn segment_file(&mut self, segment: u64) -> Result<Rc<DmaFile>, SpoolFailure> {
         if let Some((_, file)) = self.segments.iter().find(|(number, _)| *number == segment) {
             return Ok(Rc::clone(file));
@@ -653,7 +702,14 @@ impl Committer {
             (state.directory.clone(), state.settings.segment_bytes)
         };
         let path = directory.join(segment_file_name(segment));
+        let from_spare = match self.spares.take() {
+            Some(spare) => Some(spare.rename(&path).await.map(|()| spare)),
+            None => None,
+        };
         let create = async {
+            if let Some(renamed) = from_spare {
+                return renamed;
+            }
             let file = OpenOptions::new()
                 .create_new(true)
                 .read(true)
@@ -667,7 +723,9 @@ impl Committer {
             file.fdatasync().await?;
             Ok::<DmaFile, glommio::GlommioError<()>>(file)
         };
-        let file = create.await.map_err(|error| {
+        let created = create.await;
+        self.spares.replenish();
+        let file = created.map_err(|error| {
             SpoolFailure::from_io("creating a segment", &io::Error::from(error))
         })?;
         sync_directory(&directory)
@@ -750,4 +808,89 @@ async fn sync_directory(directory: &Path) -> io::Result<()> {
     let handle = Directory::open(directory).await.map_err(io::Error::from)?;
     handle.sync().await.map_err(io::Error::from)?;
     handle.close().await.map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The placement rules of the filling batch, without an executor or files.
+
+    use super::*;
+
+    fn state() -> State {
+        State {
+            generation: 1,
+            directory: PathBuf::from("/nonexistent"),
+            settings: SpoolSettings::default(),
+            pieces: Vec::new(),
+            pending_bytes: 0,
+            waiters: Vec::new(),
+            sequence: 1,
+            segment: 1,
+            next_offset: 0,
+            batches_written: 0,
+            write_failures: 0,
+            created_segments: Vec::new(),
+            committer_idle: true,
+            sealing: None,
+            current_cipher: None,
+            ciphers: HashMap::new(),
+        }
+    }
+
+    fn waiter(state: &mut State) -> LocalReceiver<Result<(), SpoolFailure>> {
+        let (reply, replied) = local_channel::new_bounded(1);
+        state.waiters.push(reply);
+        replied
+    }
+
+    #[test]
+    fn batches_follow_each_other_on_block_boundaries() {
+        let mut state = state();
+        state.append(RecordType::Commit, b"first");
+        let (pieces, _) = state.take_batch();
+        assert_eq!((pieces[0].segment, pieces[0].base_offset), (1, 0));
+        let second = state.append(RecordType::Commit, b"second");
+        assert_eq!((second.segment, second.offset), (1, BLOCK_BYTES as u64));
+    }
+
+    #[test]
+    fn after_a_failed_batch_records_go_to_a_fresh_segment_and_its_waiters_fail() {
+        let mut state = state();
+        state.append(RecordType::Commit, b"in the failed batch");
+        let _failed_waiter = waiter(&mut state);
+        let (_failed, _) = state.take_batch();
+
+        // Appended while the failed batch was being written: placed behind it.
+        let behind = state.append(RecordType::Commit, b"behind the hole");
+        assert_eq!((behind.segment, behind.offset), (1, BLOCK_BYTES as u64));
+        let _behind_waiter = waiter(&mut state);
+
+        let refused = state.abandon_segment();
+        assert_eq!(refused.len(), 1, "the waiter behind the hole is refused");
+
+        let fresh = state.append(RecordType::Commit, b"after the failure");
+        assert_eq!((fresh.segment, fresh.offset), (2, 0));
+        let (pieces, _) = state.take_batch();
+        assert_eq!(
+            pieces.len(),
+            2,
+            "the placed record is still written, where it was put"
+        );
+        let next = state.append(RecordType::Commit, b"next");
+        assert_eq!(next.segment, 2);
+    }
+
+    #[test]
+    fn a_batch_left_in_an_abandoned_segment_does_not_move_the_log_back() {
+        let mut state = state();
+        state.append(RecordType::Commit, b"failed");
+        let _ = state.take_batch();
+        state.append(RecordType::Body, b"placed behind the hole");
+        let _ = state.abandon_segment();
+
+        let (pieces, _) = state.take_batch();
+        assert_eq!(pieces[0].segment, 1);
+        let next = state.append(RecordType::Commit, b"next");
+        assert_eq!((next.segment, next.offset), (2, 0));
+    }
 }
