@@ -8,25 +8,11 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::next_hop::{FaultyHop, SmtpSink};
-use common::{eventually, free_port, postern_binary, Options, Relay};
-
-fn segment_files(spool: &Path) -> usize {
-    let shard = spool.join("shard-0");
-    std::fs::read_dir(&shard)
-        .map(|generations| {
-            generations
-                .flatten()
-                .filter(|entry| entry.path().is_dir())
-                .map(|generation| std::fs::read_dir(generation.path()).map_or(0, |s| s.count()))
-                .sum()
-        })
-        .unwrap_or(0)
-}
+use common::{eventually, free_port, postern_binary, shard_0_segment_count, Options, Relay};
 
 #[test]
 fn a_long_deferred_message_is_copied_forward_and_old_segments_go() {
@@ -69,10 +55,10 @@ fn a_long_deferred_message_is_copied_forward_and_old_segments_go() {
     // the pinned message holds the first one, and compaction frees it.
     assert!(
         eventually(Duration::from_secs(60), || {
-            relay.stored().len() == 1 && segment_files(&relay.spool) <= 2
+            relay.stored().len() == 1 && shard_0_segment_count(&relay.spool) <= 2
         }),
         "segments left: {}\n{}",
-        segment_files(&relay.spool),
+        shard_0_segment_count(&relay.spool),
         relay.log()
     );
     assert!(relay.log().contains("copied forward"), "{}", relay.log());
@@ -205,9 +191,9 @@ fn a_large_backlog_for_a_dead_next_hop_is_copied_forward_with_its_retry_state() 
             100 * round
         );
         let bounded = eventually(Duration::from_secs(10), || {
-            segment_files(&relay.spool) <= SEGMENTS_BOUND
+            shard_0_segment_count(&relay.spool) <= SEGMENTS_BOUND
         });
-        segments_after_rounds.push(segment_files(&relay.spool));
+        segments_after_rounds.push(shard_0_segment_count(&relay.spool));
         assert!(
             bounded,
             "segments after each round: {segments_after_rounds:?}\n{}",

@@ -10,7 +10,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Options, Relay};
+use common::{generation_segments, Options, Relay};
 
 const MESSAGES: usize = 700;
 
@@ -36,12 +36,7 @@ fn damage_is_quarantined_and_torn_tails_are_ignored() {
     // Each message was its own batch, so block starts hold records. The first segment is
     // sealed (the writer moved on); the last one is the newest of the generation.
     let generation = relay.spool.join("shard-0").join("gen-00000001");
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(&generation)
-        .expect("generation directory")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .collect(); // The spare segment (`spare.zero`) holds no records.
-    segments.sort();
+    let segments = generation_segments(&generation);
     assert!(
         segments.len() >= 2,
         "the test needs two segments in one generation"

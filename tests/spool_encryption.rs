@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{postern_binary, Client, Options, Relay};
+use common::{generation_segments, postern_binary, Client, Options, Relay};
 use postern::spool::{scan_segment, RecordType, Scanned, RECORD_HEADER_BYTES};
 
 const SMALL: usize = 10;
@@ -173,13 +173,7 @@ fn keygen(directory: &Path, id: &str) {
 
 /// The segment files of generation `generation` of shard 0, in log order.
 fn segments(spool: &Path, generation: u64) -> Vec<PathBuf> {
-    let directory = spool.join("shard-0").join(format!("gen-{generation:08}"));
-    let mut found: Vec<PathBuf> = fs::read_dir(&directory)
-        .unwrap_or_else(|error| panic!("{}: {error}", directory.display()))
-        .map(|entry| entry.expect("entry").path())
-        .collect();
-    found.sort();
-    found
+    generation_segments(&spool.join("shard-0").join(format!("gen-{generation:08}")))
 }
 
 /// Every exported message's bytes, read with `postern spool export --keys`.

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{Client, Options, Relay};
+use common::{shard_0_segment_count, Client, Options, Relay};
 
 #[test]
 fn a_full_spool_refuses_new_mail_with_452_and_keeps_what_it_acknowledged() {
@@ -76,18 +75,6 @@ fn a_full_spool_refuses_new_mail_with_452_and_keeps_what_it_acknowledged() {
     }
 }
 
-/// Segment files in the spool of shard 0, over every generation.
-fn segment_files(spool: &Path) -> usize {
-    let Ok(generations) = std::fs::read_dir(spool.join("shard-0")) else {
-        return 0;
-    };
-    generations
-        .flatten()
-        .filter(|entry| entry.path().is_dir())
-        .map(|generation| std::fs::read_dir(generation.path()).map_or(0, |s| s.count()))
-        .sum()
-}
-
 #[test]
 fn a_burst_is_refused_once_the_segment_crossing_the_limit_is_created() {
     let relay = Relay::start(Options {
@@ -121,6 +108,6 @@ fn a_burst_is_refused_once_the_segment_crossing_the_limit_is_created() {
 
     // Three segments reach the limit; the message that was being written when the third one
     // was created may open a fourth.
-    let segments = segment_files(&relay.spool);
+    let segments = shard_0_segment_count(&relay.spool);
     assert!(segments <= 4, "{segments} segments for a 6 MiB limit");
 }

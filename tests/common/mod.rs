@@ -272,6 +272,30 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Every queued message in `spool`, read with `postern spool export` (the operator's tool), so
 /// the tests see exactly what recovery would see after a crash.
+/// The segment files (`seg-*.log`) of one generation directory, in log order. The spare
+/// segment (`spare.zero`) holds no records and is left out.
+pub fn generation_segments(directory: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(directory)
+        .unwrap_or_else(|error| panic!("{}: {error}", directory.display()))
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Segment files of shard 0, over every generation.
+pub fn shard_0_segment_count(spool: &Path) -> usize {
+    let Ok(generations) = fs::read_dir(spool.join("shard-0")) else {
+        return 0;
+    };
+    generations
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .map(|generation| generation_segments(&generation.path()).len())
+        .sum()
+}
+
 pub fn stored_messages(spool: &Path) -> Vec<Stored> {
     let output = tempfile::tempdir().expect("export directory");
     let status = Command::new(postern_binary())
