@@ -27,8 +27,9 @@ impl Queue {
     }
 
     /// Decides whether the spool may take new mail: the segments this shard holds, and its
-    /// spare, reserve whole segment files, which must stay within its share of `spool_size_max`, and the file
-    /// system must keep `spool_free_min` free. Logs each change of state once.
+    /// spare, reserve whole segment files, which must stay within its share of
+    /// `spool_size_max`, and the file system must keep `spool_free_min` free. Logs each change
+    /// of state once.
     fn check_storage(&self) {
         let files = self.segment_count() as u64 + self.spool.spare_segments();
         let reserved = files * self.spool.segment_bytes();
