@@ -18,7 +18,7 @@
 //! reserved but unwritten blocks: slower batches, never a lost or delayed-forever commit. A spare
 //! holds no records: recovery does not read it, and the relay deletes old ones when it starts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -51,7 +51,7 @@ enum Spare {
 pub struct SpareSegments {
     spare: Rc<RefCell<Spare>>,
     /// Whether a spare file exists on disk (ready or being written), for space accounting.
-    on_disk: Rc<RefCell<bool>>,
+    on_disk: Rc<Cell<bool>>,
     refill: LocalSender<()>,
 }
 
@@ -61,7 +61,7 @@ impl SpareSegments {
     /// fatal: segments are then created the old way until a spare can be written.
     pub async fn start(directory: PathBuf, segment_bytes: u64) -> SpareSegments {
         let spare = Rc::new(RefCell::new(Spare::Absent));
-        let on_disk = Rc::new(RefCell::new(false));
+        let on_disk = Rc::new(Cell::new(false));
         let (refill, refills) = local_channel::new_bounded(1);
         let spares = SpareSegments {
             spare: Rc::clone(&spare),
@@ -94,7 +94,7 @@ impl SpareSegments {
     pub fn take(&self) -> Option<DmaFile> {
         match self.spare.replace(Spare::Absent) {
             Spare::Ready(file) => {
-                *self.on_disk.borrow_mut() = false;
+                self.on_disk.set(false);
                 Some(file)
             }
             Spare::Absent => None,
@@ -103,14 +103,14 @@ impl SpareSegments {
 
     /// Starts writing the next spare, unless one is on disk already (ready or being written).
     pub fn replenish(&self) {
-        if !*self.on_disk.borrow() {
+        if !self.on_disk.get() {
             let _ = self.refill.try_send(());
         }
     }
 
     /// Spare files on disk (0 or 1): they reserve a segment's worth of space.
     pub fn on_disk(&self) -> u64 {
-        u64::from(*self.on_disk.borrow())
+        u64::from(self.on_disk.get())
     }
 }
 
@@ -145,7 +145,7 @@ async fn refill_loop(
     directory: PathBuf,
     segment_bytes: u64,
     spare: Rc<RefCell<Spare>>,
-    on_disk: Rc<RefCell<bool>>,
+    on_disk: Rc<Cell<bool>>,
     refills: LocalReceiver<()>,
 ) {
     while refills.recv().await.is_some() {
@@ -157,9 +157,9 @@ async fn refill_once(
     directory: &Path,
     segment_bytes: u64,
     spare: &RefCell<Spare>,
-    on_disk: &RefCell<bool>,
+    on_disk: &Cell<bool>,
 ) {
-    *on_disk.borrow_mut() = true;
+    on_disk.set(true);
     match prepare(directory, segment_bytes).await {
         Ok(file) => {
             debug!(directory = %directory.display(), "spare spool segment ready");
@@ -167,7 +167,7 @@ async fn refill_once(
         }
         Err(error) => {
             let _ = discard_leftover(directory);
-            *on_disk.borrow_mut() = false;
+            on_disk.set(false);
             warn!(
                 directory = %directory.display(),
                 %error,
