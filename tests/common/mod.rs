@@ -82,9 +82,14 @@ impl Relay {
         let relay = options
             .relay
             .unwrap_or("allow_networks = [\"127.0.0.0/8\"]\nlocal_domains = [\"example.com\"]");
-        let routes = options
-            .routes
-            .unwrap_or_else(|| smarthost_route(SocketAddr::from(([127, 0, 0, 1], free_port()))));
+        let routes = options.routes.unwrap_or_else(|| {
+            // Two ephemeral ports picked in a row may be the same one; the relay must not
+            // deliver to its own listener.
+            let dead = std::iter::repeat_with(free_port)
+                .find(|&candidate| candidate != port)
+                .expect("an endless supply of ports");
+            smarthost_route(SocketAddr::from(([127, 0, 0, 1], dead)))
+        });
         let config = format!(
             "[server]\nhostname = \"relay.test\"\nspool = \"{spool}\"\nshards = {shards}\n{server}\n\n\
              [[listener]]\naddress = \"127.0.0.1:{port}\"\n{listener}\n\n\
