@@ -145,6 +145,34 @@ struct State {
 }
 
 impl State {
+    /// A generation with nothing written yet: records start at segment 1, sequence 1.
+    fn new(
+        generation: u64,
+        directory: PathBuf,
+        settings: SpoolSettings,
+        sealing: Option<Sealing>,
+        ciphers: HashMap<(u64, u64), Rc<SegmentCipher>>,
+    ) -> State {
+        State {
+            generation,
+            directory,
+            settings,
+            pieces: Vec::new(),
+            pending_bytes: 0,
+            waiters: Vec::new(),
+            sequence: 1,
+            segment: 1,
+            next_offset: 0,
+            batches_written: 0,
+            write_failures: 0,
+            created_segments: Vec::new(),
+            committer_idle: true,
+            sealing,
+            current_cipher: None,
+            ciphers,
+        }
+    }
+
     /// Appends one record to the filling batch and returns where it will live on disk.
     fn append(&mut self, record_type: RecordType, payload: &[u8]) -> RecordLocation {
         // With sealing, room for the tag and for the SEGMENT_KEY record a fresh segment starts
@@ -252,6 +280,7 @@ impl State {
     /// which holds); the waiters for them are returned to be failed, because their COMMIT or
     /// admin record lies behind the hole.
     fn abandon_segment(&mut self) -> Vec<Waiter> {
+        self.write_failures += 1;
         let newest_placed = self.pieces.iter().map(|piece| piece.segment).max();
         self.segment = newest_placed.unwrap_or(0).max(self.segment) + 1;
         self.next_offset = 0;
@@ -296,27 +325,13 @@ impl ShardSpool {
         spare::discard_leftovers(shard_directory)?;
         let spares = Rc::new(SpareSegments::start(directory.clone(), settings.segment_bytes).await);
 
-        let state = Rc::new(RefCell::new(State {
-            generation,
-            directory,
-            settings,
-            pieces: Vec::new(),
-            pending_bytes: 0,
-            waiters: Vec::new(),
-            sequence: 1,
-            segment: 1,
-            next_offset: 0,
-            batches_written: 0,
-            write_failures: 0,
-            created_segments: Vec::new(),
-            committer_idle: true,
-            sealing,
-            current_cipher: None,
-            ciphers: ciphers
-                .into_iter()
-                .map(|(key, cipher)| (key, Rc::new(cipher)))
-                .collect(),
-        }));
+        let ciphers = ciphers
+            .into_iter()
+            .map(|(key, cipher)| (key, Rc::new(cipher)))
+            .collect();
+        let state = Rc::new(RefCell::new(State::new(
+            generation, directory, settings, sealing, ciphers,
+        )));
         let (kick, kicked) = local_channel::new_bounded(1);
         let committer = Committer {
             state: Rc::clone(&state),
@@ -645,9 +660,7 @@ impl Committer {
                         "spool write failed; the messages in this batch and the next were \
                          refused with 451/452, and the log moves on to a fresh segment"
                     );
-                    let mut state = self.state.borrow_mut();
-                    state.write_failures += 1;
-                    refused.extend(state.abandon_segment());
+                    refused.extend(self.state.borrow_mut().abandon_segment());
                 }
             }
             for waiter in refused {
@@ -702,28 +715,10 @@ impl Committer {
             (state.directory.clone(), state.settings.segment_bytes)
         };
         let path = directory.join(segment_file_name(segment));
-        let from_spare = match self.spares.take() {
-            Some(spare) => Some(spare.rename(&path).await.map(|()| spare)),
-            None => None,
+        let created = match self.spares.take() {
+            Some(spare) => spare.rename(&path).await.map(|()| spare),
+            None => create_reserved(&path, size).await,
         };
-        let create = async {
-            if let Some(renamed) = from_spare {
-                return renamed;
-            }
-            let file = OpenOptions::new()
-                .create_new(true)
-                .read(true)
-                .write(true)
-                .dma_open(&path)
-                .await?;
-            // Reserve the blocks but keep the file size at what has been written, so a
-            // generation that ends early (a crash, a restart) leaves a short file that recovery
-            // reads quickly, instead of a whole segment of zeros.
-            file.pre_allocate(size, true).await?;
-            file.fdatasync().await?;
-            Ok::<DmaFile, glommio::GlommioError<()>>(file)
-        };
-        let created = create.await;
         self.spares.replenish();
         let file = created.map_err(|error| {
             SpoolFailure::from_io("creating a segment", &io::Error::from(error))
@@ -745,6 +740,21 @@ impl Committer {
         };
         self.segments.retain(|(segment, _)| *segment >= newest);
     }
+}
+
+/// Creates a segment file with its blocks reserved but unwritten (when no spare is ready) and
+/// syncs it. The file size stays at what has been written, so a generation that ends early (a
+/// crash, a restart) leaves a short file that recovery reads quickly.
+async fn create_reserved(path: &Path, size: u64) -> glommio::Result<DmaFile, ()> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .write(true)
+        .dma_open(path)
+        .await?;
+    file.pre_allocate(size, true).await?;
+    file.fdatasync().await?;
+    Ok(file)
 }
 
 /// The sealing of a new generation under `key`, with a fresh random salt.
@@ -817,24 +827,13 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State {
-            generation: 1,
-            directory: PathBuf::from("/nonexistent"),
-            settings: SpoolSettings::default(),
-            pieces: Vec::new(),
-            pending_bytes: 0,
-            waiters: Vec::new(),
-            sequence: 1,
-            segment: 1,
-            next_offset: 0,
-            batches_written: 0,
-            write_failures: 0,
-            created_segments: Vec::new(),
-            committer_idle: true,
-            sealing: None,
-            current_cipher: None,
-            ciphers: HashMap::new(),
-        }
+        State::new(
+            1,
+            PathBuf::from("/nonexistent"),
+            SpoolSettings::default(),
+            None,
+            HashMap::new(),
+        )
     }
 
     fn waiter(state: &mut State) -> LocalReceiver<Result<(), SpoolFailure>> {
@@ -867,6 +866,7 @@ mod tests {
 
         let refused = state.abandon_segment();
         assert_eq!(refused.len(), 1, "the waiter behind the hole is refused");
+        assert_eq!(state.write_failures, 1);
 
         let fresh = state.append(RecordType::Commit, b"after the failure");
         assert_eq!((fresh.segment, fresh.offset), (2, 0));

@@ -18,7 +18,7 @@
 //! reserved but unwritten blocks: slower batches, never a lost or delayed-forever commit. A spare
 //! holds no records: recovery does not read it, and the relay deletes old ones when it starts.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -42,16 +42,16 @@ const ZERO_CHUNK_BYTES: usize = 256 * 1024;
 const REFILL_SHARES: usize = 100;
 
 enum Spare {
-    /// None on disk: being written, or the last attempt failed (retried at the next segment).
+    /// None on disk: taken, or the last attempt failed (retried at the next segment).
     Absent,
+    /// Being written by the refill task.
+    Preparing,
     Ready(DmaFile),
 }
 
 /// One shard's spare segment and the task that refills it.
 pub struct SpareSegments {
     spare: Rc<RefCell<Spare>>,
-    /// Whether a spare file exists on disk (ready or being written), for space accounting.
-    on_disk: Rc<Cell<bool>>,
     refill: LocalSender<()>,
 }
 
@@ -61,16 +61,14 @@ impl SpareSegments {
     /// fatal: segments are then created the old way until a spare can be written.
     pub async fn start(directory: PathBuf, segment_bytes: u64) -> SpareSegments {
         let spare = Rc::new(RefCell::new(Spare::Absent));
-        let on_disk = Rc::new(Cell::new(false));
         let (refill, refills) = local_channel::new_bounded(1);
         let spares = SpareSegments {
             spare: Rc::clone(&spare),
-            on_disk: Rc::clone(&on_disk),
             refill,
         };
-        refill_once(&directory, segment_bytes, &spare, &on_disk).await;
+        refill_once(&directory, segment_bytes, &spare).await;
 
-        let task = refill_loop(directory, segment_bytes, spare, on_disk, refills);
+        let task = refill_loop(directory, segment_bytes, spare, refills);
         let queue = glommio::executor().create_task_queue(
             Shares::Static(REFILL_SHARES),
             Latency::NotImportant,
@@ -92,25 +90,26 @@ impl SpareSegments {
     /// calls `replenish`: a refill started before the rename would create a new file under the
     /// spare's name, which the rename (by path) would then move in its place.
     pub fn take(&self) -> Option<DmaFile> {
-        match self.spare.replace(Spare::Absent) {
-            Spare::Ready(file) => {
-                self.on_disk.set(false);
-                Some(file)
+        let mut spare = self.spare.borrow_mut();
+        match std::mem::replace(&mut *spare, Spare::Absent) {
+            Spare::Ready(file) => Some(file),
+            not_ready => {
+                *spare = not_ready;
+                None
             }
-            Spare::Absent => None,
         }
     }
 
     /// Starts writing the next spare, unless one is on disk already (ready or being written).
     pub fn replenish(&self) {
-        if !self.on_disk.get() {
+        if matches!(*self.spare.borrow(), Spare::Absent) {
             let _ = self.refill.try_send(());
         }
     }
 
     /// Spare files on disk (0 or 1): they reserve a segment's worth of space.
     pub fn on_disk(&self) -> u64 {
-        u64::from(self.on_disk.get())
+        u64::from(!matches!(*self.spare.borrow(), Spare::Absent))
     }
 }
 
@@ -145,21 +144,15 @@ async fn refill_loop(
     directory: PathBuf,
     segment_bytes: u64,
     spare: Rc<RefCell<Spare>>,
-    on_disk: Rc<Cell<bool>>,
     refills: LocalReceiver<()>,
 ) {
     while refills.recv().await.is_some() {
-        refill_once(&directory, segment_bytes, &spare, &on_disk).await;
+        refill_once(&directory, segment_bytes, &spare).await;
     }
 }
 
-async fn refill_once(
-    directory: &Path,
-    segment_bytes: u64,
-    spare: &RefCell<Spare>,
-    on_disk: &Cell<bool>,
-) {
-    on_disk.set(true);
+async fn refill_once(directory: &Path, segment_bytes: u64, spare: &RefCell<Spare>) {
+    *spare.borrow_mut() = Spare::Preparing;
     match prepare(directory, segment_bytes).await {
         Ok(file) => {
             debug!(directory = %directory.display(), "spare spool segment ready");
@@ -167,7 +160,7 @@ async fn refill_once(
         }
         Err(error) => {
             let _ = discard_leftover(directory);
-            on_disk.set(false);
+            *spare.borrow_mut() = Spare::Absent;
             warn!(
                 directory = %directory.display(),
                 %error,
