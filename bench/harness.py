@@ -26,7 +26,7 @@ can be compared. A relay not set up for a scenario's feature is reported as not 
 it: the peers here sign nothing (Postfix and Exim need a DKIM milter or module we do not set
 up), Exim is not given a certificate, Postfix gets the same certificate as postern for f.
 
-Durability as configured here: postern acknowledges after the group commit's fdatasync;
+Durability as configured here: postern acknowledges after the group commit's durable write;
 Postfix fsyncs each queue file before its 250 (its normal setting), and Exim fsyncs its spool
 files before its 250 (its normal setting too). Exim's CPU is read from a cgroup of its own,
 because its delivery processes are not reaped by the daemon.
@@ -145,7 +145,7 @@ class Sink:
 
 class Postern:
     name = "postern"
-    durability = "fdatasync per group commit before 250"
+    durability = "one durable (O_DSYNC) write per group commit before 250"
 
     @staticmethod
     def unsupported(scenario):

@@ -337,7 +337,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
         (
             "spool_syncs_total",
             "counter",
-            "Spool batches written, one fdatasync each.",
+            "Spool batches written, each one durable (O_DSYNC) write.",
             |m| m.spool_syncs,
         ),
         (
