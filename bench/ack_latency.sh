@@ -5,6 +5,8 @@
 # the spool syncs per accepted message from /metrics. A final closed-loop run gives the peak.
 #
 # Usage: bench/ack_latency.sh [SECONDS_PER_RATE] [RATES...]   (default 10 s; 500 1000 2000 3000)
+# The spool lives under POSTERN_LATENCY_DIR (default /var/tmp). Pointing it at a tmpfs, where a
+# sync costs nothing, gives the latency of the same path without the disk, for comparison.
 set -euo pipefail
 
 seconds=${1:-10}
@@ -15,7 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 (cd "$root" && cargo build --release --quiet --workspace)
 postern=$root/target/release/postern
 loadgen=$root/target/release/postern-loadgen
-work=$(mktemp -d /var/tmp/postern-latency-XXXXXX)
+work=$(mktemp -d "${POSTERN_LATENCY_DIR:-/var/tmp}/postern-latency-XXXXXX")
 trap 'kill "$relay" "$sink" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
