@@ -1,0 +1,69 @@
+//! Scenario: the relay writes spool segments only through descriptors opened with `O_DSYNC`.
+//! A batch is one write with no fdatasync after it, so that flag is the whole of the promise
+//! that an acknowledged message is on stable storage. The `kill -9` tests cannot see it go
+//! missing: the page cache and the drive's cache outlive the process, only a power cut would
+//! lose the mail. So this test accepts a message and then reads, from `/proc/<pid>/fdinfo`, the
+//! flags of every descriptor the relay holds on a segment file.
+
+mod common;
+
+use std::fs;
+
+use common::{Options, Relay};
+
+/// The open flags of descriptor `fd` of process `pid`, from the octal `flags:` line of fdinfo.
+fn open_flags(pid: u32, fd: &str) -> Option<i32> {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let octal = info.lines().find_map(|line| line.strip_prefix("flags:"))?;
+    i32::from_str_radix(octal.trim(), 8).ok()
+}
+
+#[test]
+fn every_segment_descriptor_that_writes_is_o_dsync() {
+    let relay = Relay::start(Options::default());
+    let mut client = relay.connect();
+    let reply = client.send_message(
+        "sender@client.test",
+        &["rcpt@example.com"],
+        b"Subject: durable\r\n\r\nbody\r\n",
+    );
+    assert_eq!(reply.code, 250, "{}", relay.log());
+
+    let pid = relay.pid();
+    let mut writers = Vec::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).expect("the relay's descriptors") {
+        let entry = entry.expect("a descriptor entry");
+        // A descriptor closed since the listing has no link and no fdinfo any more.
+        let Ok(target) = fs::read_link(entry.path()) else {
+            continue;
+        };
+        let is_segment = target
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with("seg-") && name.ends_with(".log"));
+        if !is_segment || !target.starts_with(&relay.spool) {
+            continue;
+        }
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let Some(flags) = open_flags(pid, &fd) else {
+            continue;
+        };
+        if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            continue; // Body reads for delivery; they never write.
+        }
+        writers.push((target.display().to_string(), flags));
+    }
+
+    assert!(
+        !writers.is_empty(),
+        "the relay holds its current segment open for writing"
+    );
+    for (path, flags) in writers {
+        assert_ne!(
+            flags & libc::O_DSYNC,
+            0,
+            "{path} is open for writing without O_DSYNC (flags {flags:o}): its batches would \
+             not be durable when acknowledged"
+        );
+    }
+}
