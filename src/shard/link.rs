@@ -78,7 +78,7 @@ pub struct ShardMetrics {
     pub messages_refused_dmarc: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
-    /// Batches written, each one durable (O_DSYNC) write (plus one sync per new segment).
+    /// Batches written, each one durable (O_DSYNC) write.
     pub spool_syncs: u64,
     pub recipients_delivered: u64,
     pub recipients_deferred: u64,

@@ -22,10 +22,10 @@
 //!   in place in the batch buffer; the key record is part of the segment's first batch, so it
 //!   is durable before anything in the segment is acknowledged. Readers (recovery, body reads)
 //!   open each payload with the key its own segment names.
-//! - A failed write or sync fails every commit in that batch and in the one filling behind it
+//! - A failed durable write fails every commit in that batch and in the one filling behind it
 //!   (the clients hear `451`/`452` and retry) and moves on to a fresh segment: the failed batch
-//!   may have left a hole, where recovery would stop reading, and after a failed fsync the page
-//!   state of the old segment cannot be trusted.
+//!   may have left a hole, where recovery would stop reading, and after a failed durable write
+//!   the state of the old segment's blocks cannot be trusted.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -131,7 +131,7 @@ struct State {
     segment: u64,
     next_offset: u64,
     batches_written: u64,
-    /// Batches whose write or sync failed: a record placed before a failure may be lost, so
+    /// Batches whose durable write failed: a record placed before a failure may be lost, so
     /// whoever spreads one message over several records compares this before and after.
     write_failures: u64,
     /// Segment numbers created since the reclaimer last asked.
@@ -276,7 +276,7 @@ impl State {
         (pieces, std::mem::take(&mut self.waiters))
     }
 
-    /// After a failed write or sync: later records go to a fresh segment. The failed batch
+    /// After a failed durable write: later records go to a fresh segment. The failed batch
     /// may have left never-written blocks, and recovery reads a segment only up to its first
     /// zero block, so a record acknowledged after that hole would be lost in a crash. Records
     /// already placed in the abandoned segment stay there (a BODY is read back by its offset,
@@ -722,6 +722,9 @@ impl Committer {
         let created = created.map_err(|error| {
             SpoolFailure::from_io("creating a segment", &io::Error::from(error))
         })?;
+        // The file exists from here on: the reclaimer must know it even if a step below fails
+        // (the log then moves to a fresh segment and this one is deleted once nothing needs it).
+        self.state.borrow_mut().created_segments.push(segment);
         sync_directory(&directory)
             .await
             .map_err(|error| SpoolFailure::from_io("syncing the spool directory", &error))?;
@@ -729,10 +732,9 @@ impl Committer {
             SpoolFailure::from_io("opening a segment for commits", &io::Error::from(error))
         })?;
         // The creating handle has done its part (the zeros or the reservation, synced); batches
-        // go through the O_DSYNC one.
-        drop(created);
+        // go through the O_DSYNC one. Closed now, so no descriptor without O_DSYNC lingers.
+        let _ = created.close().await;
         debug!(segment, path = %path.display(), "new spool segment");
-        self.state.borrow_mut().created_segments.push(segment);
         let file = Rc::new(file);
         self.segments.push((segment, Rc::clone(&file)));
         Ok(file)
@@ -751,8 +753,10 @@ impl Committer {
 /// `O_DSYNC`, so that a write completes only once its data and the metadata needed to read it
 /// back are durable. One such write replaces a write followed by an fdatasync: io_uring issues
 /// it at once instead of handing the fdatasync to a kernel worker thread, and the shard waits
-/// for one completion instead of two. Measured with `bench/ack_latency.sh` at 3,000 messages/s,
-/// that halved the relay's context switches and took 12% off its CPU.
+/// for one completion instead of two (measured in docs/benchmarks.md, "Durable writes with
+/// O_DSYNC"). No batch write extends the file, which is its full size from creation on: ext4
+/// made the new size of an O_DSYNC direct write that extends a file durable with the write only
+/// from Linux 6.7.
 async fn open_for_commits(path: &Path) -> glommio::Result<DmaFile, ()> {
     OpenOptions::new()
         .read(true)
@@ -763,8 +767,9 @@ async fn open_for_commits(path: &Path) -> glommio::Result<DmaFile, ()> {
 }
 
 /// Creates a segment file with its blocks reserved but unwritten (when no spare is ready) and
-/// syncs it. The file size stays at what has been written, so a generation that ends early (a
-/// crash, a restart) leaves a short file that recovery reads quickly.
+/// syncs it. The file gets its full size at once, like a spare, so that batch writes never
+/// change it (see `open_for_commits`); recovery reads the unwritten rest as zeros and stops
+/// there.
 async fn create_reserved(path: &Path, size: u64) -> glommio::Result<DmaFile, ()> {
     let file = OpenOptions::new()
         .create_new(true)
@@ -772,7 +777,7 @@ async fn create_reserved(path: &Path, size: u64) -> glommio::Result<DmaFile, ()>
         .write(true)
         .dma_open(path)
         .await?;
-    file.pre_allocate(size, true).await?;
+    file.pre_allocate(size, false).await?;
     file.fdatasync().await?;
     Ok(file)
 }
