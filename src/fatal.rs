@@ -34,6 +34,8 @@ pub enum ExitReason {
     SpoolKeyMissing = 15,
     /// `postern user`: the users file cannot be written (directory missing, no permission).
     UsersFileNotWritable = 16,
+    /// Another relay holds the spool's lock: two relays must never share one spool.
+    SpoolInUse = 17,
     /// An admin command could not reach the running relay's admin API (sysexits.h
     /// EX_UNAVAILABLE).
     AdminUnavailable = 69,

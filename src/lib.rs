@@ -20,6 +20,7 @@ pub mod serve;
 pub mod shard;
 pub mod smtp;
 pub mod spool;
+pub mod spool_lock;
 pub mod time;
 pub mod tls;
 pub mod verification;

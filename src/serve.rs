@@ -2,7 +2,7 @@
 //!
 //! Start-up does everything that can fail before the first connection is accepted: it resolves
 //! the shard count, checks the memlock limit, loads the AUTH users file, the TLS certificates and
-//! the CAs of delivery, prepares and probes the spool, binds every listener, and starts the
+//! the CAs of delivery, prepares, probes and locks the spool, binds every listener, and starts the
 //! control thread and the shards. Each failure stops the process with the exit code and fix
 //! named in `fatal`. Once running, the process ends when the control thread, on a signal, has
 //! told every shard to drain.
@@ -23,12 +23,14 @@ use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::listener;
 use crate::shard::{self, link, ShardSpec, Shards};
+use crate::spool_lock::SpoolLock;
 use crate::tls::client::OutboundTlsConfigs;
 use crate::tls::InboundTls;
 
 /// Runs the relay until it is told to stop. `signing_keys` are the `[[dkim]]` keys, already
 /// loaded and checked (`SigningKeys::load`).
 pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), Fatal> {
+    abort_on_panic();
     info!(version = env!("CARGO_PKG_VERSION"), source = %config.source, "postern starting");
     info!("effective configuration: {}", config.describe());
 
@@ -54,6 +56,8 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
     // relative paths against the working directory, and logs should name the real place.
     config.server.spool = fs::canonicalize(&config.server.spool)
         .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
+    // Held until this function returns: the shards recover and write the spool only under it.
+    let _spool_lock = SpoolLock::acquire(&config.server.spool)?;
     let config = Arc::new(config);
 
     let tls = match &config.tls {
@@ -116,6 +120,26 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
     control.stop();
     info!("postern stopped");
     Ok(())
+}
+
+/// Makes a panic in any thread stop the whole process. Left alone, a panicking shard thread would
+/// end by itself: its listening socket stays open and queues connections that nobody accepts,
+/// the admin API waits for its answer, and a stop signal can never finish the drain, so the
+/// service manager would not restart the relay. Aborting is safe because every acknowledged
+/// message is already in the spool, and recovery at the next start takes it up again.
+fn abort_on_panic() {
+    let print_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        print_panic(panic);
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %panic,
+            "postern hit a bug and aborts; restart it (systemd does, with Restart=on-failure): \
+             every accepted message is in the spool. Please report the line above"
+        );
+        std::process::abort();
+    }));
 }
 
 /// The AUTH users file, loaded when some listener offers AUTH, so that a missing file or a bad
