@@ -88,6 +88,10 @@ pub fn bind_reuseport(address: SocketAddr, backlog: u32, cpu: Option<usize>) -> 
         socket.set_cpu_affinity(cpu)?;
     }
 
+    // Every accepted socket inherits it, so no session pays a setsockopt call. SMTP replies are
+    // small and each one is awaited by the client: Nagle's delay would only add latency.
+    socket.set_tcp_nodelay(true)?;
+
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
@@ -114,5 +118,24 @@ pub(crate) fn bind_failure(address: SocketAddr, error: io::Error, key: &str) -> 
             "use an address this host owns, or 0.0.0.0 / [::] for all of them",
         ),
         _ => Fatal::internal(format!("cannot listen on {address}: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listening = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16, None).expect("bind");
+        let address = listening.local_addr().unwrap().as_socket().unwrap();
+        let _client = std::net::TcpStream::connect(address).expect("connect");
+
+        listening.set_nonblocking(false).unwrap();
+        let (accepted, _) = listening.accept().expect("accept");
+        assert!(
+            accepted.tcp_nodelay().unwrap(),
+            "sessions rely on inheriting TCP_NODELAY instead of setting it each"
+        );
     }
 }

@@ -119,15 +119,14 @@ enum Input {
 /// Runs one session to its end. Errors are logged here; the caller only counts.
 pub(crate) async fn serve(
     stream: TcpStream,
+    peer: SocketAddr,
     context: Rc<ShardContext>,
     session_id: u64,
     listener: Rc<ListenerConfig>,
 ) {
-    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
-        (Ok(peer), Ok(local)) => (peer, local),
-        _ => return, // The client left between accept and here.
+    let Ok(local) = stream.local_addr() else {
+        return; // The client left between accept and here.
     };
-    let _ = stream.set_nodelay(true);
 
     let signer = (!context.signing_keys.is_empty())
         .then(|| MessageSigner::new(Arc::clone(&context.signing_keys)));

@@ -6,6 +6,7 @@
 //! from the control thread: stop accepting, let sessions finish until the deadline, then tell the
 //! rest `421 4.3.2` and stop.
 
+mod accept;
 mod admin;
 mod bounces;
 mod compaction;
@@ -23,7 +24,7 @@ mod verification;
 use std::cell::Cell;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -31,7 +32,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{debug, error, info, warn, Instrument};
 
@@ -39,6 +39,7 @@ use crate::config::{BareLineEndings, Config, ListenerConfig, TlsMode};
 use crate::dkim::SigningKeys;
 use crate::fatal::{ExitReason, Fatal};
 use crate::smtp::{self, Limits};
+use accept::Acceptor;
 use link::ShardLink;
 use spool::{ShardSpool, SpoolSettings};
 
@@ -221,13 +222,9 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
 
     // `listeners` comes in the order of `config.listeners` (see `serve`).
     for (fd, listener_config) in listeners.into_iter().zip(&config.listeners) {
-        // SAFETY: `fd` is a listening TCP socket that `listener::bind_all` created and that this
-        // shard owns exclusively; `into_raw_fd` gives up that ownership to the TcpListener, so
-        // the descriptor is closed exactly once.
-        let listener =
-            unsafe { <TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd.into_raw_fd()) };
+        // `fd` is a listening TCP socket that `listener::bind_all` made for this shard alone.
         let accepting = accept_loop(
-            listener,
+            Acceptor::new(fd),
             Rc::new(listener_config.clone()),
             Rc::clone(&context),
             stop_accepting_rx.clone(),
@@ -338,7 +335,7 @@ fn spool_failure(spool: &Path, error: &io::Error) -> Fatal {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Acceptor,
     profile: Rc<ListenerConfig>,
     context: Rc<ShardContext>,
     stop: flume::Receiver<()>,
@@ -351,9 +348,9 @@ async fn accept_loop(
         })
         .await;
 
-        let stream = match accepted {
+        let (stream, peer) = match accepted {
             None => break,
-            Some(Ok(stream)) => stream,
+            Some(Ok(accepted)) => accepted,
             Some(Err(error)) => {
                 warn!(?address, %error, "accept failed; if it says 'too many open files', raise LimitNOFILE");
                 glommio::timer::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -377,10 +374,6 @@ async fn accept_loop(
         }
 
         let session_id = context.next_session_id();
-        let peer = stream
-            .peer_addr()
-            .map(|peer| peer.to_string())
-            .unwrap_or_default();
         let span = tracing::info_span!("session", id = session_id, %peer);
         context.sessions.set(context.sessions.get() + 1);
         context
@@ -392,6 +385,7 @@ async fn accept_loop(
         let session = async move {
             connection::serve(
                 stream,
+                peer,
                 Rc::clone(&session_context),
                 session_id,
                 session_profile,
