@@ -79,8 +79,8 @@ fn every_segment_file_has_its_full_size_from_creation() {
     });
     let mut client = relay.connect();
     // About 100 KiB each: fifty messages fill two segments and start a third. Here the spares
-    // keep up, so this checks the spare path; a segment made on the spot (no spare ready) gets
-    // the same full-size reservation in `create_reserved`, which this run does not reach.
+    // keep up, so this checks the spare path; a segment made on the spot (no spare ready) is
+    // checked by the unit test `a_segment_made_on_the_spot_has_its_full_size`.
     let body = ("z".repeat(98) + "\r\n").repeat(1000);
     for n in 0..50 {
         let reply = client.send_message(

@@ -919,3 +919,31 @@ mod tests {
         assert_eq!((next.segment, next.offset), (2, 0));
     }
 }
+
+#[cfg(test)]
+mod segment_file_tests {
+    //! Segment files made on the spot, on a real executor and file system. The integration test
+    //! `spool_durable_writes` checks segment sizes through a relay, where spares keep up, so it
+    //! never reaches `create_reserved`; this test does.
+
+    use super::*;
+
+    #[test]
+    fn a_segment_made_on_the_spot_has_its_full_size() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join(segment_file_name(1));
+        let size = 3 << 20;
+
+        let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(256 << 10)
+            .make()
+            .expect("an executor");
+        executor.run(async {
+            let file = create_reserved(&path, size).await.expect("create");
+            file.close().await.expect("close");
+        });
+
+        let length = std::fs::metadata(&path).expect("metadata").len();
+        assert_eq!(length, size, "batch writes would extend the file");
+    }
+}
