@@ -117,7 +117,16 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         None => (line, &b""[..]),
     };
 
-    match verb.to_ascii_uppercase().as_slice() {
+    // Upper-cased on the stack, as this runs for every command: no known verb is longer than 8.
+    let mut upper = [0u8; 8];
+    let Some(verb) = upper.get_mut(..verb.len()).map(|slot| {
+        slot.copy_from_slice(verb);
+        slot.make_ascii_uppercase();
+        &*slot
+    }) else {
+        return Err(CommandError::UnknownVerb);
+    };
+    match verb {
         b"EHLO" => parse_helo(argument, "EHLO").map(|domain| Command::Ehlo { domain }),
         b"HELO" => parse_helo(argument, "HELO").map(|domain| Command::Helo { domain }),
         b"MAIL" => parse_mail(argument),

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Write as _;
 
 /// An RFC 3463 enhanced status code, `class.subject.detail`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,16 +81,16 @@ impl Reply {
         self.code >= 500
     }
 
-    /// Appends the wire form, CRLF after every line.
+    /// Appends the wire form, CRLF after every line. Formats straight into `out`: every session
+    /// writes several replies per message, and a string per code would be an allocation each.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let last = self.lines.len().saturating_sub(1);
         for (index, line) in self.lines.iter().enumerate() {
-            let separator = if index == last { b' ' } else { b'-' };
-            out.extend_from_slice(self.code.to_string().as_bytes());
-            out.push(separator);
+            let separator = if index == last { ' ' } else { '-' };
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{}{separator}", self.code);
             if let Some(status) = self.status {
-                out.extend_from_slice(status.to_string().as_bytes());
-                out.push(b' ');
+                let _ = write!(out, "{status} ");
             }
             push_text(out, line);
             out.extend_from_slice(b"\r\n");
@@ -101,6 +102,10 @@ impl Reply {
 /// from client input that the parsers already validated, so a replacement means a bug upstream;
 /// writing `?` keeps the reply framing intact even then.
 fn push_text(out: &mut Vec<u8>, text: &str) {
+    if !text.bytes().any(|octet| octet.is_ascii_control()) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
     for &octet in text.as_bytes() {
         let clean = !octet.is_ascii_control();
         debug_assert!(clean, "control octet {octet:#04x} in reply text");
