@@ -50,14 +50,16 @@ pub fn serve(mut config: Config, signing_keys: Arc<SigningKeys>) -> Result<(), F
 
     check_memlock(shard_count)?;
     let authenticator = load_users(&config)?;
-    prepare_spool(&config.server.spool, shard_count)?;
-
-    // From here on the spool is an absolute path: the io_uring file calls do not resolve
-    // relative paths against the working directory, and logs should name the real place.
+    // The root first, so that the spool is locked before anything inside it is touched. From
+    // here on the spool is an absolute path: the io_uring file calls do not resolve relative
+    // paths against the working directory, and logs should name the real place.
+    fs::create_dir_all(&config.server.spool)
+        .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
     config.server.spool = fs::canonicalize(&config.server.spool)
         .map_err(|error| spool_unwritable(&config.server.spool, &error))?;
     // Held until this function returns: the shards recover and write the spool only under it.
     let _spool_lock = SpoolLock::acquire(&config.server.spool)?;
+    prepare_spool(&config.server.spool, shard_count)?;
     let config = Arc::new(config);
 
     let tls = match &config.tls {

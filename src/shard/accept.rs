@@ -5,7 +5,9 @@
 //! has its own fast path that would instead spend three `fcntl` calls per connection toggling
 //! O_NONBLOCK on the listener (ours is non-blocking from birth), return a socket that a later
 //! `exec` inherits, and leave the peer address to a `getpeername`. Only when nothing is waiting
-//! does this wait in glommio's accept, which goes through io_uring.
+//! does this wait in glommio's accept. It may still take the connection by that fast path (one
+//! that arrives just after `accept4` found none), so its sockets are marked close-on-exec here
+//! as well.
 //!
 //! TCP_NODELAY needs no call per connection either: it is set on the listening socket
 //! (`listener::bind_reuseport`), and Linux gives every accepted socket its listener's setting.
@@ -41,13 +43,21 @@ impl Acceptor {
 
     /// The next connection and its peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        match self.take_waiting() {
-            Err(error) if retry_by_waiting(&error) => {}
-            taken => return taken,
+        loop {
+            match self.take_waiting() {
+                Err(error) if try_again_now(&error) => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                taken => return taken,
+            }
+
+            let stream = self.listener.accept().await.map_err(io::Error::from)?;
+            set_close_on_exec(stream.as_raw_fd())?;
+            // A client that reset before this point has no peer address any more: it is gone,
+            // which is no reason to pause accepting.
+            if let Ok(peer) = stream.peer_addr() {
+                return Ok((stream, peer));
+            }
         }
-        let stream = self.listener.accept().await.map_err(io::Error::from)?;
-        let peer = stream.peer_addr().map_err(io::Error::from)?;
-        Ok((stream, peer))
     }
 
     fn take_waiting(&self) -> io::Result<(TcpStream, SocketAddr)> {
@@ -72,11 +82,19 @@ impl Acceptor {
     }
 }
 
-/// Errors after which glommio's accept should wait for the next connection: none is waiting,
-/// a signal interrupted the call, or the one that was waiting has already given up.
-fn retry_by_waiting(error: &io::Error) -> bool {
+/// Errors after which the next `accept4` may well succeed: a signal interrupted the call, or
+/// the connection that was waiting gave up before it was taken.
+fn try_again_now(error: &io::Error) -> bool {
     matches!(
         error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
     )
+}
+
+fn set_close_on_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD on a descriptor this shard owns; it changes no memory.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
