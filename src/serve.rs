@@ -2,8 +2,8 @@
 //!
 //! Start-up does everything that can fail before the first connection is accepted: it resolves
 //! the shard count, checks the memlock limit, loads the AUTH users file, the TLS certificates and
-//! the CAs of delivery, prepares, probes and locks the spool, binds every listener, and starts the
-//! control thread and the shards. Each failure stops the process with the exit code and fix
+//! the CAs of delivery, creates, locks and probes the spool, binds every listener, and starts
+//! the control thread and the shards. Each failure stops the process with the exit code and fix
 //! named in `fatal`. Once running, the process ends when the control thread, on a signal, has
 //! told every shard to drain.
 

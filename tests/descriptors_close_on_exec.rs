@@ -10,14 +10,7 @@ mod common;
 
 use std::fs;
 
-use common::{Client, Options, Relay};
-
-/// The open flags of descriptor `fd` of process `pid`, from the octal `flags:` line of fdinfo.
-fn open_flags(pid: u32, fd: &str) -> Option<i32> {
-    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    let octal = info.lines().find_map(|line| line.strip_prefix("flags:"))?;
-    i32::from_str_radix(octal.trim(), 8).ok()
-}
+use common::{open_flags, Client, Options, Relay};
 
 #[test]
 fn every_socket_of_the_relay_is_close_on_exec() {

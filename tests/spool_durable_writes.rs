@@ -12,14 +12,7 @@ mod common;
 
 use std::fs;
 
-use common::{generation_segments, Options, Relay};
-
-/// The open flags of descriptor `fd` of process `pid`, from the octal `flags:` line of fdinfo.
-fn open_flags(pid: u32, fd: &str) -> Option<i32> {
-    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    let octal = info.lines().find_map(|line| line.strip_prefix("flags:"))?;
-    i32::from_str_radix(octal.trim(), 8).ok()
-}
+use common::{generation_segments, open_flags, Options, Relay};
 
 #[test]
 fn every_segment_descriptor_that_writes_is_o_dsync() {

@@ -427,6 +427,13 @@ impl Client {
     }
 }
 
+/// The open flags of descriptor `fd` of process `pid`, from the octal `flags:` line of fdinfo.
+pub fn open_flags(pid: u32, fd: &str) -> Option<i32> {
+    let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    let octal = info.lines().find_map(|line| line.strip_prefix("flags:"))?;
+    i32::from_str_radix(octal.trim(), 8).ok()
+}
+
 /// Polls `condition` until it holds or `patience` runs out; returns whether it held. For state
 /// that another process settles asynchronously (a session's cleanup after a disconnect).
 pub fn eventually(patience: Duration, mut condition: impl FnMut() -> bool) -> bool {
