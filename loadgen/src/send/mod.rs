@@ -101,6 +101,8 @@ struct ThreadFigures {
     transaction: Latency,
     ids_out_errors: u64,
     first_error: Option<String>,
+    /// When the thread's last session ended, from the start of the run.
+    finished: Duration,
 }
 
 /// Runs `send` and prints (and optionally writes) the report.
@@ -146,8 +148,9 @@ pub fn run(options: SendOptions, tls: SendTls) -> anyhow::Result<SendReport> {
             .map_err(|error| anyhow::anyhow!("a sender thread failed: {error}"))?;
         figures.merge(&thread);
     }
-    let elapsed = started.elapsed();
-    let report = shared.report(&figures, threads, elapsed);
+    // The run lasted until its last session ended, not until `watch` next woke up to notice:
+    // that can be up to its polling interval later, which would understate short runs' rates.
+    let report = shared.report(&figures, threads, figures.finished);
     if let Some(path) = &shared.options.json {
         write_json(path, &report)?;
     }
@@ -210,10 +213,12 @@ async fn thread_main(
     for task in tasks {
         task.await;
     }
+    let finished = shared.started.elapsed();
 
     let mut ids = ids.borrow_mut();
     ids.flush();
     let mut figures = figures.take();
+    figures.finished = finished;
     figures.ids_out_errors += u64::from(ids.error.is_some());
     shared.threads_done.fetch_add(1, Ordering::Release);
     figures
@@ -409,5 +414,6 @@ impl ThreadFigures {
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
+        self.finished = self.finished.max(other.finished);
     }
 }
