@@ -15,13 +15,15 @@ spread (min-max) per scenario.
 Usage (root, Debian packages postfix installed; `just bench` does both):
     bench/harness.py [--repeat 3] [--messages 20000] [--scenarios a,b,c]
                      [--relays postern,postfix,exim] [--load smtp-source|loadgen|both]
-                     [--out bench/results/NAME.json]
+                     [--out bench/results/NAME.json] [--candidate BINARY]
 
 Scenarios: a = 4 KiB, 50 sessions, a new connection per message; b = the same with connection
 reuse; c = 100 KiB messages; d and e = (a) with Ed25519 or RSA-2048 DKIM signing of every
 message; f = (a) over STARTTLS (postern-loadgen only: smtp-source speaks no TLS); g = open loop
 (postern-loadgen only) at half of the closed-loop rate postern reached in b, for the ack
-latency. `--load` picks smtp-source, postern-loadgen or both (the default), so their figures
+latency. `--candidate BINARY` adds a second postern build as the relay `candidate`, so that a
+change is measured against the build before it in the same interleaved run (`--relays
+postern,candidate`). `--load` picks smtp-source, postern-loadgen or both (the default), so their figures
 can be compared. A relay not set up for a scenario's feature is reported as not configured for
 it: the peers here sign nothing (Postfix and Exim need a DKIM milter or module we do not set
 up), Exim is not given a certificate, Postfix gets the same certificate as postern for f.
@@ -145,6 +147,7 @@ class Sink:
 
 class Postern:
     name = "postern"
+    binary = POSTERN
     durability = "one durable (O_DSYNC) write per group commit before 250"
 
     @staticmethod
@@ -198,7 +201,7 @@ level = "warn"
 """
         )
         self.process = subprocess.Popen(
-            [str(POSTERN), "serve", "--config", str(config)],
+            [str(self.binary), "serve", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=open(self.directory / "postern.log", "w"),
         )
@@ -471,7 +474,18 @@ def main():
     parser.add_argument("--relays", default="postern,postfix")
     parser.add_argument("--load", default="both", choices=["smtp-source", "loadgen", "both"])
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--candidate", default=None, metavar="BINARY",
+        help="a second postern build, run as the relay 'candidate' beside the others "
+             "(add it to --relays) for an interleaved A/B comparison of a change",
+    )
     args = parser.parse_args()
+
+    if args.candidate:
+        binary = pathlib.Path(args.candidate).resolve()
+        if not binary.exists():
+            sys.exit(f"{binary} is missing")
+        RELAYS["candidate"] = type("Candidate", (Postern,), {"name": "candidate", "binary": binary})
 
     for tool in (SMTP_SOURCE, SMTP_SINK):
         if not pathlib.Path(tool).exists():
