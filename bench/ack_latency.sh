@@ -7,6 +7,10 @@
 # Usage: bench/ack_latency.sh [SECONDS_PER_RATE] [RATES...]   (default 10 s; 500 1000 2000 3000)
 # The spool lives under POSTERN_LATENCY_DIR (default /var/tmp). Pointing it at a tmpfs, where a
 # sync costs nothing, gives the latency of the same path without the disk, for comparison.
+# POSTERN_LATENCY_ISOLATE=1 gives the relay the first core to itself (one shard, pinned there)
+# and pins the load generator's sender and sink to the last core, as on a relay whose load
+# comes from other machines; POSTERN_LATENCY_NEXT_HOP=down points the route at a closed port, so
+# nothing is delivered during the run and the relay only receives.
 set -euo pipefail
 
 seconds=${1:-10}
@@ -23,12 +27,22 @@ trap 'kill "$relay" "$sink" 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port); admin=$(free_port); sink_port=$(free_port)
 
-"$loadgen" sink --listen "127.0.0.1:$sink_port" --threads 1 >/dev/null 2>&1 &
+shards=0
+tool_cpus=()
+if [ "${POSTERN_LATENCY_ISOLATE:-0}" = 1 ]; then
+    shards=1
+    tool_cpus=(--threads 1 --cpus "$(( $(nproc) - 1 ))")
+fi
+next_hop=$sink_port
+[ "${POSTERN_LATENCY_NEXT_HOP:-up}" = down ] && next_hop=$(free_port)
+
+"$loadgen" sink --listen "127.0.0.1:$sink_port" --threads 1 "${tool_cpus[@]}" >/dev/null 2>&1 &
 sink=$!
 cat >"$work/postern.toml" <<TOML
 [server]
 hostname = "latency.test"
 spool = "$work/spool"
+shards = $shards
 
 [[listener]]
 address = "127.0.0.1:$port"
@@ -38,7 +52,7 @@ allow_networks = ["127.0.0.0/8"]
 
 [[route]]
 domains = ["*"]
-smarthost = "127.0.0.1:$sink_port"
+smarthost = "127.0.0.1:$next_hop"
 tls = "none"
 
 [admin]
@@ -62,7 +76,7 @@ run() { # label, extra send flags...
     local syncs_before messages_before
     syncs_before=$(metric postern_spool_syncs_total)
     messages_before=$(metric postern_messages_accepted_total)
-    "$loadgen" send --quiet --to "127.0.0.1:$port" --concurrency 50 --size 4k \
+    "$loadgen" send --quiet "${tool_cpus[@]}" --to "127.0.0.1:$port" --concurrency 50 --size 4k \
         --duration "${seconds}s" --messages 100000000 --json "$work/run.json" "$@" >/dev/null
     local syncs messages
     syncs=$(( $(metric postern_spool_syncs_total) - syncs_before ))
