@@ -18,15 +18,15 @@ Usage (root, Debian packages postfix installed; `just bench` does both):
                      [--out bench/results/NAME.json] [--candidate BINARY]
 
 Scenarios: a = 4 KiB, 50 sessions, a new connection per message; b = the same with connection
-reuse; c = 100 KiB messages; d and e = (a) with Ed25519 or RSA-2048 DKIM signing of every
-message; f = (a) over STARTTLS (postern-loadgen only: smtp-source speaks no TLS); g = open loop
-(postern-loadgen only) at half of the closed-loop rate postern reached in b, for the ack
-latency. `--candidate BINARY` adds a second postern build as the relay `candidate`, so that a
-change is measured against the build before it in the same interleaved run (`--relays
-postern,candidate`). `--load` picks smtp-source, postern-loadgen or both (the default), so their figures
-can be compared. A relay not set up for a scenario's feature is reported as not configured for
-it: the peers here sign nothing (Postfix and Exim need a DKIM milter or module we do not set
-up), Exim is not given a certificate, Postfix gets the same certificate as postern for f.
+reuse; c = 100 KiB messages; d and e = (a) with Ed25519 or RSA-2048 DKIM signing of every message;
+f = (a) over STARTTLS (postern-loadgen only: smtp-source speaks no TLS); g = open loop
+(postern-loadgen only) at half of the closed-loop rate postern reached in b, for the ack latency.
+`--candidate BINARY` adds a second postern build as the relay `candidate`, so that a change is
+measured against the build before it in the same interleaved run (`--relays postern,candidate`).
+`--load` picks smtp-source, postern-loadgen or both (the default), so their figures can be
+compared. A relay not set up for a scenario's feature is reported as not configured for it: the
+peers here sign nothing (Postfix and Exim need a DKIM milter or module we do not set up), Exim is
+not given a certificate, Postfix gets the same certificate as postern for f.
 
 Durability as configured here: postern acknowledges after the group commit's durable write;
 Postfix fsyncs each queue file before its 250 (its normal setting), and Exim fsyncs its spool
