@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Spool syncs per message and ack latency against offered load (open loop), for postern alone:
 # postern-loadgen send at fixed rates → postern → postern-loadgen sink. For each rate it prints
-# accepted/s, the p50/p99 of the reply after end of data (coordinated-omission corrected), and
-# the spool syncs per accepted message from /metrics. A final closed-loop run gives the peak.
+# accepted/s, the p50/p99 of the reply after end of data (coordinated-omission corrected), the
+# spool syncs per accepted message from /metrics, and the p99s of the relay's own commit-wait
+# and batch-write histograms. A final closed-loop run gives the peak.
 #
 # Usage: bench/ack_latency.sh [SECONDS_PER_RATE] [RATES...]   (default 10 s; 500 1000 2000 3000)
 # The spool lives under POSTERN_LATENCY_DIR (default /var/tmp). Pointing it at a tmpfs, where a
@@ -65,29 +66,70 @@ TOML
 relay=$!
 sleep 1
 
-metric() { # sum of one metric over shards
-    curl -s "http://127.0.0.1:$admin/metrics" | awk -v name="$1" '$1 ~ "^"name"\\{" {s += $2} END {print s + 0}'
-}
+scrape() { curl -s "http://127.0.0.1:$admin/metrics"; }
 
-printf '%-10s %12s %10s %10s %14s\n' "offered/s" "accepted/s" "p50 ms" "p99 ms" "syncs/message"
+# Columns: the load generator's view of the ack (p50, p99), spool syncs per accepted message, and
+# the relay's own view from its histograms (the spool's share of the wait, and each batch), as
+# p99s interpolated within the histogram buckets over the run.
+printf '%-10s %12s %10s %10s %14s %14s %14s\n' "offered/s" "accepted/s" "p50 ms" "p99 ms" \
+    "syncs/message" "wait p99 ms" "batch p99 ms"
 run() { # label, extra send flags...
     local label=$1
     shift
-    local syncs_before messages_before
-    syncs_before=$(metric postern_spool_syncs_total)
-    messages_before=$(metric postern_messages_accepted_total)
+    scrape >"$work/before.txt"
     "$loadgen" send --quiet "${tool_cpus[@]}" --to "127.0.0.1:$port" --concurrency 50 --size 4k \
         --duration "${seconds}s" --messages 100000000 --json "$work/run.json" "$@" >/dev/null
-    local syncs messages
-    syncs=$(( $(metric postern_spool_syncs_total) - syncs_before ))
-    messages=$(( $(metric postern_messages_accepted_total) - messages_before ))
-    python3 - "$work/run.json" "$label" "$syncs" "$messages" <<'PY'
-import json, sys
+    scrape >"$work/after.txt"
+    python3 - "$work/run.json" "$label" "$work/before.txt" "$work/after.txt" <<'PY'
+import collections, json, re, sys
+
 report = json.load(open(sys.argv[1]))
-label, syncs, messages = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+label = sys.argv[2]
+SAMPLE = re.compile(r'^(postern_[a-z_]+)\{shard="\d+"(?:,le="([^"]+)")?\} (\S+)$')
+
+
+def sums(path):
+    """Each series summed over shards, keyed by (name, le)."""
+    totals = collections.Counter()
+    for line in open(path):
+        match = SAMPLE.match(line.strip())
+        if match:
+            totals[(match[1], match[2])] += float(match[3])
+    return totals
+
+
+before, after = sums(sys.argv[3]), sums(sys.argv[4])
+delta = {key: after[key] - before[key] for key in after}
+
+
+def p99_ms(family):
+    buckets = sorted(
+        (float("inf") if le == "+Inf" else float(le), count)
+        for (name, le), count in delta.items()
+        if name == f"{family}_bucket"
+    )
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return float("nan")
+    wanted = 0.99 * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= wanted:
+            if bound == float("inf"):
+                return lower_bound * 1000
+            share = (wanted - lower_count) / max(count - lower_count, 1)
+            return (lower_bound + (bound - lower_bound) * share) * 1000
+        lower_bound, lower_count = bound, count
+    return float("nan")
+
+
+syncs = delta.get(("postern_spool_syncs_total", None), 0)
+messages = delta.get(("postern_messages_accepted_total", None), 0)
 reply = report["latency_data_reply"]
 print(f"{label:<10} {report['messages_per_second']:12.0f} {reply['p50_us'] / 1000:10.2f} "
-      f"{reply['p99_us'] / 1000:10.2f} {syncs / max(messages, 1):14.3f}")
+      f"{reply['p99_us'] / 1000:10.2f} {syncs / max(messages, 1):14.3f} "
+      f"{p99_ms('postern_spool_commit_wait_seconds'):14.2f} "
+      f"{p99_ms('postern_spool_batch_write_seconds'):14.2f}")
 PY
 }
 for rate in "${rates[@]}"; do

@@ -5,7 +5,8 @@
 //! glommio data plane (listeners, sessions, storage), `control` owns the tokio control thread
 //! (signals, DNS, AUTH verification), `sasl` the SMTP AUTH users file and
 //! its checks, `delivery` the outbound side (bounces so far), `serve` wires them together
-//! at start-up, and `cli` is the `postern` command line.
+//! at start-up, `histogram` counts the durations `/metrics` reports, and `cli` is the `postern`
+//! command line.
 
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod control;
 pub mod delivery;
 pub mod dkim;
 pub mod fatal;
+pub mod histogram;
 pub mod listener;
 pub mod logging;
 pub mod sasl;

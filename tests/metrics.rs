@@ -1,5 +1,6 @@
 //! Scenario: `/metrics` on the admin address reports, per shard, in Prometheus text format,
-//! what the relay did: sessions, messages accepted, spool syncs, recipients delivered.
+//! what the relay did: sessions, messages accepted, spool syncs, recipients delivered, and how
+//! long commits waited for the spool.
 
 mod common;
 
@@ -68,4 +69,45 @@ fn metrics_count_what_the_relay_did() {
         (1..=20).contains(&syncs),
         "{syncs} syncs for 5 messages:\n{text}"
     );
+
+    // Every acknowledged message waited once for the spool, and every sync was timed.
+    assert!(
+        text.contains("# TYPE postern_spool_commit_wait_seconds histogram"),
+        "{text}"
+    );
+    assert_eq!(
+        total(&text, "postern_spool_commit_wait_seconds_count"),
+        5,
+        "{text}"
+    );
+    assert_eq!(
+        total(&text, "postern_spool_batch_write_seconds_count"),
+        syncs,
+        "{text}"
+    );
+    for shard in ["0", "1"] {
+        let buckets = bucket_counts(&text, "postern_spool_commit_wait_seconds", shard);
+        assert!(buckets.windows(2).all(|pair| pair[0] <= pair[1]), "{text}");
+        let count = series(
+            &text,
+            &format!("postern_spool_commit_wait_seconds_count{{shard=\"{shard}\"}}"),
+        );
+        assert_eq!(buckets.last(), Some(&count), "{text}");
+    }
+}
+
+/// The value of one series, named with its labels.
+fn series(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+/// The cumulative bucket counts of one shard's histogram, in the order rendered (`+Inf` last).
+fn bucket_counts(text: &str, name: &str, shard: &str) -> Vec<u64> {
+    let prefix = format!("{name}_bucket{{shard=\"{shard}\",le=");
+    text.lines()
+        .filter(|line| line.starts_with(&prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .collect()
 }

@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::reload::Reloadable;
+use crate::histogram::DurationHistogram;
 use crate::shard::link::{AdminReply, AdminRequest, QueueEntry, ShardCommand, ShardMetrics};
 
 /// Largest request accepted: a request line and a few headers; there is never a body.
@@ -253,7 +254,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
     let shards: Vec<&ShardMetrics> = replies
         .iter()
         .filter_map(|reply| match reply {
-            AdminReply::Metrics(metrics) => Some(metrics),
+            AdminReply::Metrics(metrics) => Some(metrics.as_ref()),
             _ => None,
         })
         .collect();
@@ -386,6 +387,20 @@ fn render_metrics(replies: &[AdminReply]) -> String {
             |m| u64::from(m.spool_full),
         ),
     ];
+    type ReadHistogram = fn(&ShardMetrics) -> &DurationHistogram;
+    let histograms: [(&str, &str, ReadHistogram); 2] = [
+        (
+            "spool_commit_wait_seconds",
+            "From a message's COMMIT reaching the spool until its session knows it is durable: \
+             the spool's share of the wait for 250.",
+            |m| &m.spool_commit_wait,
+        ),
+        (
+            "spool_batch_write_seconds",
+            "Each group commit, from its first write until the shard noticed it durable.",
+            |m| &m.spool_batch_write,
+        ),
+    ];
     let mut text = String::new();
     for (name, kind, help, read) in families {
         text.push_str(&format!(
@@ -397,6 +412,15 @@ fn render_metrics(replies: &[AdminReply]) -> String {
                 shard.shard,
                 read(shard)
             ));
+        }
+    }
+    for (name, help, read) in histograms {
+        text.push_str(&format!(
+            "# HELP postern_{name} {help}\n# TYPE postern_{name} histogram\n"
+        ));
+        for shard in &shards {
+            let labels = format!("shard=\"{}\"", shard.shard);
+            read(shard).render(&format!("postern_{name}"), &labels, &mut text);
         }
     }
     text

@@ -25,7 +25,7 @@ impl Queue {
             }
             AdminRequest::Stats => AdminReply::Stats(self.stats()),
             // Answered by the shard loop, which holds the session counters as well.
-            AdminRequest::Metrics => AdminReply::Metrics(self.metrics()),
+            AdminRequest::Metrics => AdminReply::Metrics(Box::new(self.metrics())),
             AdminRequest::Flush => {
                 let affected = self.make_due(None, false);
                 info!(affected, "queue flush: every deferred message is tried now");

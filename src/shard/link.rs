@@ -12,6 +12,7 @@ use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 pub use super::resolution::{DnsFailure, MxAnswer, MxHost};
+use crate::histogram::DurationHistogram;
 pub use crate::sasl::{Credentials, Verdict};
 pub use crate::verification::{Identities, MessageVerdict, SpfVerdict};
 
@@ -80,6 +81,10 @@ pub struct ShardMetrics {
     pub messages_accepted: u64,
     /// Batches written, each one durable (O_DSYNC) write.
     pub spool_syncs: u64,
+    /// How long each batch took to become durable.
+    pub spool_batch_write: DurationHistogram,
+    /// How long each message's COMMIT waited to become durable.
+    pub spool_commit_wait: DurationHistogram,
     pub recipients_delivered: u64,
     pub recipients_deferred: u64,
     pub recipients_failed: u64,
@@ -138,7 +143,8 @@ pub enum AdminReply {
         reason: String,
     },
     Stats(ShardStats),
-    Metrics(ShardMetrics),
+    /// Boxed: with its histograms it is several times larger than the other answers.
+    Metrics(Box<ShardMetrics>),
 }
 
 /// What a shard asks the control thread. Every request carries its own reply channel.

@@ -241,7 +241,7 @@ async fn shard_main(spec: ShardSpec, config: Arc<Config>, ready: Ready) {
                 request: link::AdminRequest::Metrics,
                 reply,
             }) => {
-                let _ = reply.try_send(link::AdminReply::Metrics(context.metrics(index)));
+                let _ = reply.try_send(link::AdminReply::Metrics(Box::new(context.metrics(index))));
             }
             Ok(link::ShardCommand::Admin { request, reply }) => {
                 let answer = context.queue.administer(request).await;
@@ -506,6 +506,8 @@ impl ShardContext {
             sessions_active: self.sessions.get() as u64,
             messages_accepted: self.counters.messages_accepted.get(),
             spool_syncs: self.spool.batches_written(),
+            spool_batch_write: self.spool.batch_writes(),
+            spool_commit_wait: self.spool.commit_waits(),
             ..queue
         }
     }

@@ -33,11 +33,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::io::{Directory, DmaFile, OpenOptions};
 use tracing::{debug, error};
 
+use crate::histogram::DurationHistogram;
 use crate::spool::{
     decode_record, encode_record, open_payload, BodyRecord, CommitRecord, Extent, KeyRing,
     RecordLocation, RecordType, SegmentCipher, SegmentKeyRecord, SpoolKey, BLOCK_BYTES,
@@ -131,6 +133,12 @@ struct State {
     segment: u64,
     next_offset: u64,
     batches_written: u64,
+    /// How long each durable batch took, from its first write to the committer noticing that
+    /// it completed (late notice included: it delays the `250` as much as the disk does).
+    batch_write: DurationHistogram,
+    /// How long each message's COMMIT waited, from reaching the spool until its session
+    /// resumed knowing it durable: the spool's whole share of the wait for `250`.
+    commit_wait: DurationHistogram,
     /// Batches whose durable write failed: a record placed before a failure may be lost, so
     /// whoever spreads one message over several records compares this before and after.
     write_failures: u64,
@@ -167,6 +175,8 @@ impl State {
             segment: 1,
             next_offset: 0,
             batches_written: 0,
+            batch_write: DurationHistogram::default(),
+            commit_wait: DurationHistogram::default(),
             write_failures: 0,
             created_segments: Vec::new(),
             committer_idle: true,
@@ -483,11 +493,16 @@ impl ShardSpool {
         sync_directory(&directory).await
     }
 
-    /// Appends a COMMIT record and waits until it is durable.
+    /// Appends a message's COMMIT record and waits until it is durable.
     pub async fn commit(&self, record: &CommitRecord) -> Result<RecordLocation, SpoolFailure> {
+        let started = Instant::now();
         self.wait_for_room().await;
         let payload = commit_payload(record)?;
-        self.append_durable(RecordType::Commit, &payload).await
+        let location = self.append_durable(RecordType::Commit, &payload).await?;
+
+        let waited = started.elapsed();
+        self.state.borrow_mut().commit_wait.record(waited);
+        Ok(location)
     }
 
     /// Appends the COMMIT that `build` returns to the filling batch, without waiting for it to
@@ -550,6 +565,16 @@ impl ShardSpool {
     /// Batches written so far (each one durable write per segment it touches).
     pub fn batches_written(&self) -> u64 {
         self.state.borrow().batches_written
+    }
+
+    /// The durations of the batches written so far (see `State::batch_write`).
+    pub fn batch_writes(&self) -> DurationHistogram {
+        self.state.borrow().batch_write.clone()
+    }
+
+    /// The waits of the messages committed so far (see `State::commit_wait`).
+    pub fn commit_waits(&self) -> DurationHistogram {
+        self.state.borrow().commit_wait.clone()
     }
 
     /// Batches that failed so far. A message whose BODY records were appended while this
@@ -657,10 +682,15 @@ impl Committer {
             futures_lite::future::yield_now().await;
             let (pieces, waiters) = self.state.borrow_mut().take_batch();
 
+            let started = Instant::now();
             let result = self.write_batch(&pieces).await;
             let mut refused = waiters;
             match &result {
-                Ok(()) => self.state.borrow_mut().batches_written += 1,
+                Ok(()) => {
+                    let mut state = self.state.borrow_mut();
+                    state.batches_written += 1;
+                    state.batch_write.record(started.elapsed());
+                }
                 Err(failure) => {
                     error!(
                         error = %failure,
