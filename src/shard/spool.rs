@@ -132,9 +132,9 @@ struct State {
     /// The segment new records go to, and where its next piece starts (block aligned).
     segment: u64,
     next_offset: u64,
-    batches_written: u64,
     /// How long each durable batch took, from its first write to the committer noticing that
-    /// it completed (late notice included: it delays the `250` as much as the disk does).
+    /// it completed (late notice included: it delays the `250` as much as the disk does). Its
+    /// count is the number of batches written.
     batch_write: DurationHistogram,
     /// How long each message's COMMIT waited, from reaching the spool until its session
     /// resumed knowing it durable: the spool's whole share of the wait for `250`.
@@ -174,7 +174,6 @@ impl State {
             sequence: 1,
             segment: 1,
             next_offset: 0,
-            batches_written: 0,
             batch_write: DurationHistogram::default(),
             commit_wait: DurationHistogram::default(),
             write_failures: 0,
@@ -564,7 +563,7 @@ impl ShardSpool {
 
     /// Batches written so far (each one durable write per segment it touches).
     pub fn batches_written(&self) -> u64 {
-        self.state.borrow().batches_written
+        self.state.borrow().batch_write.count()
     }
 
     /// The durations of the batches written so far (see `State::batch_write`).
@@ -686,11 +685,11 @@ impl Committer {
             let result = self.write_batch(&pieces).await;
             let mut refused = waiters;
             match &result {
-                Ok(()) => {
-                    let mut state = self.state.borrow_mut();
-                    state.batches_written += 1;
-                    state.batch_write.record(started.elapsed());
-                }
+                Ok(()) => self
+                    .state
+                    .borrow_mut()
+                    .batch_write
+                    .record(started.elapsed()),
                 Err(failure) => {
                     error!(
                         error = %failure,
