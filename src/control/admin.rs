@@ -339,7 +339,7 @@ fn render_metrics(replies: &[AdminReply]) -> String {
             "spool_syncs_total",
             "counter",
             "Spool batches written, each one durable (O_DSYNC) write.",
-            |m| m.spool_syncs,
+            |m| m.spool_batch_write.count(),
         ),
         (
             "recipients_delivered_total",

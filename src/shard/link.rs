@@ -79,9 +79,8 @@ pub struct ShardMetrics {
     pub messages_refused_dmarc: u64,
     pub sessions_active: u64,
     pub messages_accepted: u64,
-    /// Batches written, each one durable (O_DSYNC) write.
-    pub spool_syncs: u64,
-    /// How long each batch took to become durable.
+    /// How long each batch took to become durable; its count is the batches written, each one
+    /// durable (O_DSYNC) write.
     pub spool_batch_write: DurationHistogram,
     /// How long each message's COMMIT waited to become durable.
     pub spool_commit_wait: DurationHistogram,

@@ -505,7 +505,6 @@ impl ShardContext {
             messages_refused_dmarc: self.counters.messages_refused_dmarc.get(),
             sessions_active: self.sessions.get() as u64,
             messages_accepted: self.counters.messages_accepted.get(),
-            spool_syncs: self.spool.batches_written(),
             spool_batch_write: self.spool.batch_writes(),
             spool_commit_wait: self.spool.commit_waits(),
             ..queue
